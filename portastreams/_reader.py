@@ -1,0 +1,449 @@
+"""``StreamReader``: asyncio's buffered reader on every AnyIO backend.
+
+A reader gets its bytes in one of two ways:
+
+* **feed mode** -- somebody calls :meth:`StreamReader.feed_data` /
+  :meth:`~StreamReader.feed_eof` / :meth:`~StreamReader.set_exception`, as an
+  asyncio protocol does. A waiting read is woken through an AnyIO event, so a
+  fed reader works inside any backend's event loop.
+* **source mode** -- the reader owns an ``anyio.abc.ByteReceiveStream`` and
+  calls its ``receive()`` only when the buffer cannot answer the current read.
+
+Either way the read rules live in the sans-I/O :mod:`portastreams._buffer`;
+this module only decides *when* to wait. Cancellation safety follows from the
+structure: the only await in a read is the wait for more data, which either
+adds a whole chunk to the buffer or adds nothing, and bytes leave the buffer
+only in the synchronous step that completes the read.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import anyio
+from anyio.abc import ByteReceiveStream
+
+from ._buffer import ReadBuffer, SeparatorSearch
+from ._exceptions import IncompleteReadError, LimitOverrunError, connection_error_from
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    from typing_extensions import Self
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["DEFAULT_LIMIT", "StreamReader"]
+
+#: The default ``limit``, as asyncio's (64 KiB).
+DEFAULT_LIMIT: Final = 2**16
+
+#: The smallest receive a source-mode reader asks its stream for.
+MIN_RECEIVE_SIZE: Final = 2**16
+#: The largest single receive, however much a ``readexactly`` still needs.
+MAX_RECEIVE_SIZE: Final = 2**18
+
+
+class ReadTransport(Protocol):
+    """What :meth:`StreamReader.set_transport` needs for flow control."""
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+class _FeedWaiter:
+    """One wait of a fed reader: woken with ``None`` or an exception."""
+
+    __slots__ = ("event", "exception")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.exception: BaseException | None = None
+
+    def wake(self, exception: BaseException | None = None) -> None:
+        self.exception = exception
+        self.event.set()
+
+    def __repr__(self) -> str:
+        state = "woken" if self.event.is_set() else "pending"
+        return f"<waiter {state}>"
+
+
+class _SourceWait:
+    """Marks a source-mode reader as inside ``receive()`` (for the concurrency check)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<receiving>"
+
+
+_RECEIVING: Final = _SourceWait()
+
+
+class StreamReader(ByteReceiveStream):
+    """A buffered reader with asyncio's ``StreamReader`` API and semantics.
+
+    ``StreamReader(limit=2**16, loop=None)`` creates a reader in feed mode;
+    the connection functions and :func:`portastreams.wrap_stream` create
+    readers in source mode. ``limit`` bounds what ``readline`` and
+    ``readuntil`` may return (not counting the separator); ``loop`` is
+    accepted for compatibility and ignored.
+
+    Every read returns the same bytes and raises the same exceptions as
+    CPython 3.13's ``asyncio.StreamReader`` for the same input, however it
+    is chunked. Reads are cancellation-safe: a cancelled read consumes
+    nothing. Only one task may wait for data at a time; a second gets
+    ``RuntimeError``.
+
+    The reader is also an ``anyio.abc.ByteReceiveStream``; iterating it with
+    ``async for`` yields lines, as in asyncio (not chunks, as AnyIO streams).
+    """
+
+    def __init__(self, limit: int = DEFAULT_LIMIT, loop: object = None) -> None:
+        if limit <= 0:
+            raise ValueError("Limit cannot be <= 0")
+        self._limit = limit
+        self._core = ReadBuffer(limit)
+        #: The buffered bytes (the same bytearray as ``self._core.data``).
+        self._buffer: Final = self._core.data
+        self._exception: BaseException | None = None
+        self._waiter: _FeedWaiter | _SourceWait | None = None
+        self._transport: ReadTransport | None = None
+        self._paused = False
+        self._source: ByteReceiveStream | None = None
+        self._receive_size = max(limit, MIN_RECEIVE_SIZE)
+
+    # -- construction for source mode ------------------------------------
+
+    @classmethod
+    def from_stream(
+        cls, stream: ByteReceiveStream, *, limit: int = DEFAULT_LIMIT
+    ) -> StreamReader:
+        """Return a reader in source mode, pulling from ``stream`` on demand."""
+        reader = cls(limit)
+        reader._source = stream
+        return reader
+
+    def _replace_source(self, stream: ByteReceiveStream) -> None:
+        """Continue reading from ``stream``, keeping what is buffered (``start_tls``)."""
+        self._source = stream
+
+    # -- feed mode ---------------------------------------------------------
+
+    def exception(self) -> BaseException | None:
+        """Return the exception set by :meth:`set_exception` or a failed receive."""
+        return self._exception
+
+    def set_exception(self, exc: BaseException) -> None:
+        """Make every following read raise ``exc``; a waiting read raises it now."""
+        self._exception = exc
+        waiter = self._waiter
+        if isinstance(waiter, _FeedWaiter):
+            self._waiter = None
+            waiter.wake(exc)
+
+    def _wakeup_waiter(self) -> None:
+        waiter = self._waiter
+        if isinstance(waiter, _FeedWaiter):
+            self._waiter = None
+            waiter.wake()
+
+    def set_transport(self, transport: ReadTransport) -> None:
+        """Attach the transport whose reading is paused while the buffer is full."""
+        if self._transport is not None:
+            raise RuntimeError("Transport already set")
+        self._transport = transport
+
+    def _maybe_resume_transport(self) -> None:
+        if self._paused and len(self._buffer) <= self._limit:
+            self._paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+
+    def feed_eof(self) -> None:
+        """Record the end of the stream; reads return what is left, then EOF."""
+        self._core.eof = True
+        self._wakeup_waiter()
+
+    def at_eof(self) -> bool:
+        """Return True if the buffer is empty and the end of the stream was seen."""
+        return self._core.eof and not self._buffer
+
+    def feed_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` to the buffer and wake a waiting read.
+
+        Raises ``RuntimeError`` after :meth:`feed_eof`: data after the end of
+        the stream is a bug in the feeder, and dropping it would lose bytes.
+        """
+        if self._core.eof:
+            raise RuntimeError("feed_data() called after feed_eof()")
+        if not data:
+            return
+        self._buffer.extend(data)
+        self._wakeup_waiter()
+        if (
+            self._transport is not None
+            and not self._paused
+            and len(self._buffer) > 2 * self._limit
+        ):
+            try:
+                self._transport.pause_reading()
+            except NotImplementedError:
+                # The transport cannot pause: stop trying.
+                self._transport = None
+            else:
+                self._paused = True
+
+    # -- waiting -----------------------------------------------------------
+
+    async def _wait_for_data(self, func_name: str, wanted: int = 0) -> None:
+        """Wait until more data, the end of the stream or an error arrives.
+
+        ``wanted`` is how many more bytes the current read needs, a hint for
+        the size of the next receive in source mode.
+        """
+        if self._waiter is not None:
+            raise RuntimeError(
+                f"{func_name}() called while another coroutine is "
+                f"already waiting for incoming data"
+            )
+        if self._source is not None:
+            await self._receive_into_buffer(self._source, wanted)
+            return
+
+        # Waiting for data while paused would deadlock (readexactly(n) with
+        # n > limit needs more than the pause threshold).
+        if self._paused:
+            self._paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+        waiter = self._waiter = _FeedWaiter()
+        try:
+            await waiter.event.wait()
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+        if waiter.exception is not None:
+            raise waiter.exception
+
+    async def _receive_into_buffer(self, source: ByteReceiveStream, wanted: int) -> None:
+        self._waiter = _RECEIVING
+        try:
+            chunk = await source.receive(
+                min(max(wanted, self._receive_size), MAX_RECEIVE_SIZE)
+            )
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._core.eof = True
+        except (anyio.BrokenResourceError, OSError) as exc:
+            error = connection_error_from(exc)
+            self._exception = error
+            if error is exc:
+                raise
+            raise error from exc
+        else:
+            self._buffer += chunk
+        finally:
+            self._waiter = None
+
+    # -- reads -------------------------------------------------------------
+
+    async def readline(self) -> bytes:
+        """Read one line, ending with ``b"\\n"``.
+
+        At EOF without a newline, return the partial line; at EOF with an
+        empty buffer, return ``b""``. If the line exceeds ``limit``, raise
+        ``ValueError`` and drop the line (up to and including its newline),
+        or the whole buffer if no newline was seen yet.
+        """
+        buffer = self._buffer
+        if self._exception is None:
+            end = buffer.find(b"\n")
+            if 0 <= end <= self._limit:
+                end += 1
+                if end == len(buffer):
+                    line = bytes(buffer)
+                    buffer.clear()
+                else:
+                    line = bytes(memoryview(buffer)[:end])
+                    del buffer[:end]
+                if self._paused:
+                    self._maybe_resume_transport()
+                return line
+        try:
+            return await self._readuntil(SeparatorSearch(b"\n"), "readline")
+        except IncompleteReadError as exc:
+            return exc.partial
+        except LimitOverrunError as exc:
+            if buffer.startswith(b"\n", exc.consumed):
+                del buffer[: exc.consumed + 1]
+            else:
+                buffer.clear()
+            self._maybe_resume_transport()
+            raise ValueError(exc.args[0]) from None
+
+    async def readuntil(self, separator: bytes | tuple[bytes, ...] = b"\n") -> bytes:
+        """Read up to and including the first separator.
+
+        ``separator`` is bytes or a tuple of bytes; the match that ends first
+        wins. At EOF without a separator raise ``IncompleteReadError`` whose
+        ``partial`` holds the whole buffer (which is emptied). If no separator
+        is found within ``limit`` bytes raise ``LimitOverrunError``, leaving
+        the data in the buffer.
+        """
+        search = SeparatorSearch(separator)
+        return await self._readuntil(search, "readuntil")
+
+    async def _readuntil(self, search: SeparatorSearch, func_name: str) -> bytes:
+        if self._exception is not None:
+            raise self._exception
+        core = self._core
+        while True:
+            end = search.step(core)
+            if end is not None:
+                chunk = core.take(end)
+                self._maybe_resume_transport()
+                return chunk
+            await self._wait_for_data(func_name)
+
+    async def read(self, n: int = -1) -> bytes:
+        """Read up to ``n`` bytes; with ``n < 0``, read until EOF.
+
+        Returns ``b""`` at EOF with an empty buffer, or for ``n == 0``.
+        ``read(n)`` returns as soon as any data is buffered.
+        """
+        if self._exception is not None:
+            raise self._exception
+        if n == 0:
+            return b""
+        core = self._core
+        if n < 0:
+            # Wait for EOF before consuming anything, so that a cancelled
+            # read(-1) loses nothing (asyncio's loses what it had read).
+            while not core.eof:
+                await self._wait_for_data("read")
+            data = core.take(len(self._buffer))
+            self._maybe_resume_transport()
+            return data
+        if not self._buffer and not core.eof:
+            source = self._source
+            if source is not None and n >= self._receive_size and self._waiter is None:
+                # Nothing buffered and the caller takes a whole receive:
+                # hand the chunk over without copying it through the buffer.
+                return await self._receive_direct(source, n)
+            while not self._buffer and not core.eof:
+                await self._wait_for_data("read")
+        data = core.take(n)
+        self._maybe_resume_transport()
+        return data
+
+    async def _receive_direct(self, source: ByteReceiveStream, n: int) -> bytes:
+        self._waiter = _RECEIVING
+        try:
+            return await source.receive(min(n, MAX_RECEIVE_SIZE))
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._core.eof = True
+            return b""
+        except (anyio.BrokenResourceError, OSError) as exc:
+            error = connection_error_from(exc)
+            self._exception = error
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            self._waiter = None
+
+    async def readexactly(self, n: int) -> bytes:
+        """Read exactly ``n`` bytes.
+
+        At EOF before ``n`` bytes, raise ``IncompleteReadError`` whose
+        ``partial`` holds what was buffered (the buffer is emptied).
+        """
+        if n < 0:
+            raise ValueError("readexactly size can not be less than zero")
+        if self._exception is not None:
+            raise self._exception
+        if n == 0:
+            return b""
+        buffer = self._buffer
+        if len(buffer) == n:
+            data = bytes(buffer)
+            buffer.clear()
+        elif len(buffer) > n:
+            data = bytes(memoryview(buffer)[:n])
+            del buffer[:n]
+        else:
+            core = self._core
+            while True:
+                result = core.readexactly_step(n)
+                if result is not None:
+                    data = result
+                    break
+                await self._wait_for_data("readexactly", n - len(buffer))
+        if self._paused:
+            self._maybe_resume_transport()
+        return data
+
+    # -- iteration ---------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> bytes:
+        line = await self.readline()
+        if line == b"":
+            raise StopAsyncIteration
+        return line
+
+    # -- anyio.abc.ByteReceiveStream -----------------------------------------
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return up to ``max_bytes`` bytes, buffered ones first.
+
+        The AnyIO stream contract: raises ``anyio.EndOfStream`` at EOF instead
+        of returning ``b""``.
+        """
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be a positive integer")
+        data = await self.read(max_bytes)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def aclose(self) -> None:
+        """Close the source stream (if any) and drop what is buffered."""
+        self._buffer.clear()
+        self._core.eof = True
+        self._wakeup_waiter()
+        if self._source is not None:
+            await self._source.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        if self._source is not None:
+            return self._source.extra_attributes
+        return {}
+
+    # -- repr --------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        info = ["StreamReader"]
+        if self._buffer:
+            info.append(f"{len(self._buffer)} bytes")
+        if self._core.eof:
+            info.append("eof")
+        if self._limit != DEFAULT_LIMIT:
+            info.append(f"limit={self._limit}")
+        if self._waiter:
+            info.append(f"waiter={self._waiter!r}")
+        if self._exception:
+            info.append(f"exception={self._exception!r}")
+        if self._transport:
+            info.append(f"transport={self._transport!r}")
+        if self._source is not None:
+            info.append(f"source={self._source!r}")
+        if self._paused:
+            info.append("paused")
+        return "<{}>".format(" ".join(info))
