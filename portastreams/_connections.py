@@ -1,0 +1,259 @@
+"""Client connections: ``open_connection``, ``open_unix_connection``, ``wrap_stream``.
+
+Each returns a ``(StreamReader, StreamWriter)`` pair over an AnyIO byte
+stream: the reader pulls from the stream (source mode), the writer pushes
+through a :class:`~portastreams._transport.StreamTransport`. Failures are the
+builtin ``OSError`` subclasses asyncio code catches, with AnyIO's error as
+``__cause__``. asyncio keywords that cannot be honoured raise an error naming
+them instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl as ssl_module
+import sys
+from collections.abc import Mapping
+from typing import Any, Final
+
+import anyio
+from anyio.abc import ByteStream
+from anyio.streams.tls import TLSStream
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+from ._backend import running_backend
+from ._reader import DEFAULT_LIMIT, StreamReader
+from ._transport import StreamTransport
+from ._writer import StreamWriter
+
+__all__ = ["open_connection", "open_unix_connection", "wrap_stream"]
+
+# asyncio keywords accepted when they carry their default value (which is what
+# AnyIO does anyway); any other value cannot be honoured.
+_DEFAULT_ONLY_KEYWORDS: Final[Mapping[str, object]] = {
+    "family": 0,
+    "proto": 0,
+    "flags": 0,
+    "loop": None,
+    "interleave": None,
+    "all_errors": False,
+    "ssl_shutdown_timeout": None,
+}
+
+
+def check_keywords(function: str, kwds: Mapping[str, object]) -> None:
+    """Reject asyncio keywords this implementation cannot honour."""
+    for name, value in kwds.items():
+        if name not in _DEFAULT_ONLY_KEYWORDS:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")
+        if value != _DEFAULT_ONLY_KEYWORDS[name]:
+            raise NotImplementedError(
+                f"{function}(): {name}={value!r} is not supported by portastreams "
+                f"(only the default, {_DEFAULT_ONLY_KEYWORDS[name]!r})"
+            )
+
+
+def check_limit(limit: int) -> int:
+    if limit <= 0:
+        raise ValueError("Limit cannot be <= 0")
+    return limit
+
+
+def wrap_stream(
+    stream: ByteStream, *, limit: int = DEFAULT_LIMIT
+) -> tuple[StreamReader, StreamWriter]:
+    """Return a ``(reader, writer)`` pair over an AnyIO byte stream you already have.
+
+    The pair owns ``stream``: ``writer.close()`` closes it. Must be called
+    from inside the event loop that will use the pair.
+    """
+    check_limit(limit)
+    if not isinstance(stream, ByteStream):
+        raise TypeError(
+            f"wrap_stream() needs an anyio.abc.ByteStream, not {type(stream).__name__}"
+        )
+    reader = StreamReader.from_stream(stream, limit=limit)
+    transport = StreamTransport(stream, running_backend())
+    writer = StreamWriter(transport, transport, reader)
+    return reader, writer
+
+
+def translate_connect_error(exc: OSError) -> OSError:
+    """Turn AnyIO's "All connection attempts failed" into the error behind it.
+
+    asyncio code catches ``ConnectionRefusedError`` and friends; AnyIO raises
+    a plain ``OSError`` caused by them (or by a group of them). When every
+    attempt failed the same way, raise that type, keeping AnyIO's error as
+    ``__cause__``.
+    """
+    cause = exc.__cause__
+    errors: list[BaseException]
+    if isinstance(cause, BaseExceptionGroup):
+        errors = list(cause.exceptions)
+    elif cause is not None:
+        errors = [cause]
+    else:
+        return exc
+    if not errors or not all(isinstance(e, OSError) for e in errors):
+        return exc
+    first = errors[0]
+    assert isinstance(first, OSError)
+    if any(type(e) is not type(first) for e in errors):
+        return exc
+    error = type(first)(first.errno, first.strerror) if first.errno else type(first)(
+        *first.args
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _client_ssl_context(ssl: bool | ssl_module.SSLContext | None) -> ssl_module.SSLContext | None:
+    if ssl is None or ssl is False:
+        return None
+    if ssl is True:
+        return ssl_module.create_default_context()
+    if isinstance(ssl, ssl_module.SSLContext):
+        return ssl
+    raise TypeError(f"ssl must be None, a bool or an ssl.SSLContext, not {type(ssl).__name__}")
+
+
+async def _wrap_client_tls(
+    stream: ByteStream,
+    context: ssl_module.SSLContext,
+    server_hostname: str | None,
+    ssl_handshake_timeout: float | None,
+) -> ByteStream:
+    timeout = 60.0 if ssl_handshake_timeout is None else ssl_handshake_timeout
+    try:
+        with anyio.fail_after(timeout):
+            return await TLSStream.wrap(
+                stream,
+                server_side=False,
+                hostname=server_hostname or None,
+                ssl_context=context,
+                standard_compatible=False,
+            )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+
+
+def _check_handshake_timeout(ssl: object, ssl_handshake_timeout: float | None) -> None:
+    if ssl_handshake_timeout is not None:
+        if not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_handshake_timeout <= 0:
+            raise ValueError(
+                f"ssl_handshake_timeout should be a positive number, "
+                f"got {ssl_handshake_timeout}"
+            )
+
+
+async def open_connection(
+    host: str | None = None,
+    port: int | str | None = None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    ssl: bool | ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    local_addr: tuple[str, int] | None = None,
+    sock: socket.socket | None = None,
+    happy_eyeballs_delay: float | None = None,
+    ssl_handshake_timeout: float | None = None,
+    **kwds: Any,
+) -> tuple[StreamReader, StreamWriter]:
+    """Connect over TCP (optionally TLS) and return a ``(reader, writer)`` pair.
+
+    As ``asyncio.open_connection``: ``host``/``port``, or ``sock=`` for an
+    already connected socket (which the pair then owns). ``ssl=True`` uses
+    a default, verifying context; ``server_hostname`` defaults to ``host``.
+    Errors are ``ConnectionRefusedError``, ``socket.gaierror``, ... (``OSError``).
+    """
+    check_keywords("open_connection", kwds)
+    check_limit(limit)
+    context = _client_ssl_context(ssl)
+    _check_handshake_timeout(ssl, ssl_handshake_timeout)
+    if server_hostname is not None and context is None:
+        raise ValueError("server_hostname is only meaningful with ssl")
+    stream: ByteStream
+    if sock is not None:
+        if host is not None or port is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+        if local_addr is not None:
+            raise ValueError("local_addr and sock can not be specified at the same time")
+        if context is not None and server_hostname is None:
+            raise ValueError("You must set server_hostname when using ssl without a host")
+        if sock.family == socket.AF_UNIX:
+            stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
+        else:
+            stream = await anyio.abc.SocketStream.from_socket(sock)
+    else:
+        if host is None or port is None:
+            raise ValueError("host and port was not specified and no sock specified")
+        local_host = None
+        if local_addr is not None:
+            local_host, local_port = local_addr
+            if local_port:
+                raise NotImplementedError(
+                    "open_connection(): local_addr with a nonzero port is not "
+                    "supported by portastreams (bind the address and use sock=)"
+                )
+        options: dict[str, Any] = {}
+        if happy_eyeballs_delay is not None:
+            options["happy_eyeballs_delay"] = happy_eyeballs_delay
+        try:
+            stream = await anyio.connect_tcp(
+                host, int(port), local_host=local_host, **options
+            )
+        except OSError as exc:
+            error = translate_connect_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
+    if context is not None:
+        hostname = server_hostname if server_hostname is not None else host
+        stream = await _wrap_client_tls(stream, context, hostname, ssl_handshake_timeout)
+    return wrap_stream(stream, limit=limit)
+
+
+async def open_unix_connection(
+    path: str | bytes | None = None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    ssl: bool | ssl_module.SSLContext | None = None,
+    sock: socket.socket | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    **kwds: Any,
+) -> tuple[StreamReader, StreamWriter]:
+    """Connect to a Unix domain socket and return a ``(reader, writer)`` pair.
+
+    ``path`` or ``sock=``; with ``ssl``, ``server_hostname`` is required
+    (there is no host name to default to), as in asyncio.
+    """
+    check_keywords("open_unix_connection", kwds)
+    check_limit(limit)
+    context = _client_ssl_context(ssl)
+    _check_handshake_timeout(ssl, ssl_handshake_timeout)
+    if context is not None and not server_hostname:
+        raise ValueError("you have to pass server_hostname when using ssl")
+    if server_hostname is not None and context is None:
+        raise ValueError("server_hostname is only meaningful with ssl")
+    stream: ByteStream
+    if sock is not None:
+        if path is not None:
+            raise ValueError("path and sock can not be specified at the same time")
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+        stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
+    else:
+        if path is None:
+            raise ValueError("no path and sock were specified")
+        stream = await anyio.connect_unix(path)
+    if context is not None:
+        stream = await _wrap_client_tls(
+            stream, context, server_hostname, ssl_handshake_timeout
+        )
+    return wrap_stream(stream, limit=limit)

@@ -1,0 +1,173 @@
+"""``StreamWriter``: asyncio's writer API on every backend.
+
+The writer is a thin veneer, as in asyncio: ``write``/``close``/... go to its
+transport, and the two awaits (``drain``, ``wait_closed``) to the protocol
+object that knows about flow control. For connections over AnyIO streams the
+transport and that protocol are one :class:`~portastreams._transport.
+StreamTransport`; for the asyncio-only :class:`~portastreams.
+StreamReaderProtocol` they are an asyncio transport and that protocol.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+from anyio.abc import ByteSendStream
+
+if TYPE_CHECKING:
+    from ._reader import StreamReader
+
+__all__ = ["StreamWriter"]
+
+
+class WriteTransport(Protocol):
+    """The part of asyncio's ``WriteTransport`` a writer uses."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def writelines(self, list_of_data: Any, /) -> None: ...
+    def can_write_eof(self) -> bool: ...
+    def write_eof(self) -> None: ...
+    def close(self) -> None: ...
+    def is_closing(self) -> bool: ...
+    def get_extra_info(self, name: str, default: Any = None, /) -> Any: ...
+
+
+class FlowControl(Protocol):
+    """What a writer awaits: room in the write buffer, and the closed connection."""
+
+    async def _drain_helper(self) -> None: ...
+    async def _wait_closed(self) -> None: ...
+
+
+class StreamWriter(ByteSendStream):
+    """asyncio's ``StreamWriter``: synchronous writes, ``drain()`` for flow control.
+
+    ``write()`` never blocks and the data is sent without any ``drain()``;
+    ``drain()`` waits while more than the high-water mark (64 KiB by default,
+    see ``transport.set_write_buffer_limits``) is buffered and raises the
+    connection's error once the connection is gone. ``close()`` sends what
+    was written, then closes; ``wait_closed()`` waits for that.
+
+    The writer is also an ``anyio.abc.ByteSendStream``: ``send()`` is
+    ``write()`` + ``drain()``, ``send_eof()`` is ``write_eof()``, ``aclose()``
+    is ``close()`` + ``wait_closed()``.
+    """
+
+    def __init__(
+        self,
+        transport: Any,
+        protocol: Any,
+        reader: StreamReader | None,
+        loop: object = None,
+    ) -> None:
+        self._transport: WriteTransport = transport
+        self._protocol: FlowControl = protocol
+        self._reader = reader
+
+    def __repr__(self) -> str:
+        info = [self.__class__.__name__, f"transport={self._transport!r}"]
+        if self._reader is not None:
+            info.append(f"reader={self._reader!r}")
+        return "<{}>".format(" ".join(info))
+
+    @property
+    def transport(self) -> Any:
+        """The underlying transport (``get_write_buffer_size()``, ``abort()``, ...)."""
+        return self._transport
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` for sending; returns at once, keeps order.
+
+        Raises ``TypeError`` for data that is not bytes-like and
+        ``RuntimeError`` after :meth:`write_eof`.
+        """
+        self._transport.write(data)
+
+    def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Write each item of ``data``, in order."""
+        self._transport.writelines(data)
+
+    def write_eof(self) -> None:
+        """Half-close: the peer reads EOF after everything written so far."""
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        """True if :meth:`write_eof` is supported (False over TLS, as asyncio)."""
+        return self._transport.can_write_eof()
+
+    def close(self) -> None:
+        """Send what was written, then close the connection (both directions)."""
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        """True once :meth:`close` was called or the connection was lost."""
+        return self._transport.is_closing()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed; never raises for a peer that left."""
+        await self._protocol._wait_closed()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``peername``, ``sockname``, ``socket``, TLS details...; ``default`` if unknown."""
+        return self._transport.get_extra_info(name, default)
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below the high-water mark.
+
+        Returns at once while it is at or below the high-water mark (the
+        common case, which costs no task switch); otherwise waits until it
+        falls to the low-water mark. Raises the connection error after the
+        connection is lost (``ConnectionResetError`` family).
+        """
+        if self._reader is not None:
+            exc = self._reader.exception()
+            if exc is not None:
+                raise exc
+        await self._protocol._drain_helper()
+
+    async def start_tls(
+        self,
+        sslcontext: ssl.SSLContext,
+        *,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+    ) -> None:
+        """Upgrade the connection to TLS (``STARTTLS``-style protocols)."""
+        upgrade = getattr(self._transport, "_start_tls", None)
+        if upgrade is None:
+            raise NotImplementedError(
+                f"start_tls() is not supported on {type(self._transport).__name__}"
+            )
+        await upgrade(
+            self._reader,
+            sslcontext,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+        )
+
+    # -- anyio.abc.ByteSendStream -------------------------------------------
+
+    async def send(self, item: bytes) -> None:
+        """``write(item)`` then ``drain()``."""
+        self.write(item)
+        await self.drain()
+
+    async def send_eof(self) -> None:
+        """``write_eof()``."""
+        self.write_eof()
+        await anyio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        """``close()`` then ``wait_closed()``."""
+        self.close()
+        await self.wait_closed()
+
+    @property
+    def extra_attributes(self) -> Any:
+        stream = getattr(self._transport, "_stream", None)
+        if stream is not None:
+            return stream.extra_attributes
+        return {}
