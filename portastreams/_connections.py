@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import socket
 import ssl as ssl_module
-import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
 import anyio
 from anyio.abc import ByteStream
 from anyio.streams.tls import TLSStream
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
 
 from ._backend import running_backend
 from ._reader import DEFAULT_LIMIT, StreamReader
@@ -89,34 +85,37 @@ def translate_connect_error(exc: OSError) -> OSError:
     ``__cause__``.
     """
     cause = exc.__cause__
-    errors: list[BaseException]
-    if isinstance(cause, BaseExceptionGroup):
-        errors = list(cause.exceptions)
-    elif cause is not None:
-        errors = [cause]
-    else:
+    if cause is None:
         return exc
+    # A group (several addresses tried) or the single error.
+    errors: list[BaseException] = list(getattr(cause, "exceptions", [cause]))
     if not errors or not all(isinstance(e, OSError) for e in errors):
         return exc
     first = errors[0]
     assert isinstance(first, OSError)
     if any(type(e) is not type(first) for e in errors):
         return exc
-    error = type(first)(first.errno, first.strerror) if first.errno else type(first)(
-        *first.args
+    error = (
+        type(first)(first.errno, first.strerror)
+        if first.errno
+        else type(first)(*first.args)
     )
     error.__cause__ = exc
     return error
 
 
-def _client_ssl_context(ssl: bool | ssl_module.SSLContext | None) -> ssl_module.SSLContext | None:
+def _client_ssl_context(
+    ssl: bool | ssl_module.SSLContext | None,
+) -> ssl_module.SSLContext | None:
     if ssl is None or ssl is False:
         return None
     if ssl is True:
         return ssl_module.create_default_context()
     if isinstance(ssl, ssl_module.SSLContext):
         return ssl
-    raise TypeError(f"ssl must be None, a bool or an ssl.SSLContext, not {type(ssl).__name__}")
+    raise TypeError(
+        f"ssl must be None, a bool or an ssl.SSLContext, not {type(ssl).__name__}"
+    )
 
 
 async def _wrap_client_tls(
@@ -182,9 +181,13 @@ async def open_connection(
         if host is not None or port is not None:
             raise ValueError("host/port and sock can not be specified at the same time")
         if local_addr is not None:
-            raise ValueError("local_addr and sock can not be specified at the same time")
+            raise ValueError(
+                "local_addr and sock can not be specified at the same time"
+            )
         if context is not None and server_hostname is None:
-            raise ValueError("You must set server_hostname when using ssl without a host")
+            raise ValueError(
+                "You must set server_hostname when using ssl without a host"
+            )
         if sock.family == socket.AF_UNIX:
             stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
         else:
@@ -214,7 +217,9 @@ async def open_connection(
             raise error from exc
     if context is not None:
         hostname = server_hostname if server_hostname is not None else host
-        stream = await _wrap_client_tls(stream, context, hostname, ssl_handshake_timeout)
+        stream = await _wrap_client_tls(
+            stream, context, hostname, ssl_handshake_timeout
+        )
     return wrap_stream(stream, limit=limit)
 
 

@@ -229,7 +229,9 @@ class StreamReader(ByteReceiveStream):
         if waiter.exception is not None:
             raise waiter.exception
 
-    async def _receive_into_buffer(self, source: ByteReceiveStream, wanted: int) -> None:
+    async def _receive_into_buffer(
+        self, source: ByteReceiveStream, wanted: int
+    ) -> None:
         self._waiter = _RECEIVING
         try:
             chunk = await source.receive(
@@ -244,7 +246,7 @@ class StreamReader(ByteReceiveStream):
                 raise
             raise error from exc
         else:
-            self._buffer += chunk
+            self._buffer.extend(chunk)
         finally:
             self._waiter = None
 

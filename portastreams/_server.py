@@ -25,7 +25,7 @@ import ssl as ssl_module
 import stat
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import (
@@ -110,7 +110,9 @@ class Server:
 
     def get_loop(self) -> None:
         """asyncio's ``Server.get_loop()``: portastreams servers have no loop object."""
-        raise NotImplementedError("portastreams servers are not tied to an asyncio loop")
+        raise NotImplementedError(
+            "portastreams servers are not tied to an asyncio loop"
+        )
 
     # -- serving -------------------------------------------------------------
 
@@ -168,7 +170,9 @@ class Server:
         if self._closed:
             raise RuntimeError(f"server {self!r} is closed")
         if self._serve_forever_running:
-            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+            raise RuntimeError(
+                f"server {self!r} is already being awaited on serve_forever()"
+            )
         self._serve_forever_running = True
         try:
             if self._task_group is not None:
@@ -262,7 +266,9 @@ class Server:
         if self._accept_scope is not None:
             self._accept_scope.cancel()
         if self._task_group is None:
-            spawn_detached(self._backend, self._close_listeners, "portastreams server close")
+            spawn_detached(
+                self._backend, self._close_listeners, "portastreams server close"
+            )
 
     async def _close_listeners(self) -> None:
         if self._listeners_closed:
@@ -330,12 +336,28 @@ def _socket_identity(path: str | None) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+def _refuse_non_socket(path: str) -> None:
+    """Raise if ``path`` exists and is not a socket (binding would replace it)."""
+    if path.startswith("\0"):
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(
+            f"{path!r} exists and is not a socket; refusing to replace it"
+        )
+
+
 def _server_ssl_context(ssl: object) -> ssl_module.SSLContext | None:
     if ssl is None:
         return None
     if isinstance(ssl, ssl_module.SSLContext):
         return ssl
-    raise TypeError(f"ssl argument must be an SSLContext or None, not {type(ssl).__name__}")
+    raise TypeError(
+        f"ssl argument must be an SSLContext or None, not {type(ssl).__name__}"
+    )
 
 
 async def start_server(
@@ -396,11 +418,11 @@ async def start_server(
                 multi = await anyio.create_tcp_listener(
                     local_host=one_host,
                     local_port=port or 0,
-                    family=family,
+                    family=cast("Any", family),
                     backlog=backlog,
                     reuse_port=bool(reuse_port),
                 )
-                listeners.extend(multi.listeners)
+                listeners.extend(cast("list[SocketListener]", multi.listeners))
         except BaseException:
             for listener in listeners:
                 await anyio.aclose_forcefully(listener)
@@ -454,11 +476,7 @@ async def start_unix_server(
         if path is None:
             raise ValueError("path was not specified, and no sock specified")
         unix_path = os.fspath(path)
-        if not unix_path.startswith("\0") and os.path.exists(unix_path):
-            if not stat.S_ISSOCK(os.stat(unix_path).st_mode):
-                raise FileExistsError(
-                    f"{unix_path!r} exists and is not a socket; refusing to replace it"
-                )
+        _refuse_non_socket(unix_path)
         listener = await anyio.create_unix_listener(unix_path, backlog=backlog)
     return Server(
         [listener],

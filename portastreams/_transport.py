@@ -90,7 +90,9 @@ _TLS_NAMES: Final = frozenset(
 )
 
 
-def direct_send_socket(stream: ByteSendStream, backend: Backend) -> socket.socket | None:
+def direct_send_socket(
+    stream: ByteSendStream, backend: Backend
+) -> socket.socket | None:
     """Return the socket ``write()`` may send on synchronously, if there is one.
 
     Only AnyIO's own trio socket streams qualify: their ``send()`` is a plain
@@ -240,7 +242,9 @@ class StreamTransport:
         """``(low, high)`` water marks, as asyncio."""
         return (self._low_water, self._high_water)
 
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+    def set_write_buffer_limits(
+        self, high: int | None = None, low: int | None = None
+    ) -> None:
         """Set the water marks with asyncio's defaults and validation."""
         if high is None:
             high = 64 * 1024 if low is None else 4 * low
