@@ -17,10 +17,10 @@ from typing import Any, Final
 
 import anyio
 from anyio.abc import ByteStream
-from anyio.streams.tls import TLSStream
 
 from ._backend import running_backend
 from ._reader import DEFAULT_LIMIT, StreamReader
+from ._tls import handshake_timeout, wrap_tls
 from ._transport import StreamTransport
 from ._writer import StreamWriter
 
@@ -70,8 +70,15 @@ def wrap_stream(
         raise TypeError(
             f"wrap_stream() needs an anyio.abc.ByteStream, not {type(stream).__name__}"
         )
+    return make_pair(stream, limit, server_side=False)
+
+
+def make_pair(
+    stream: ByteStream, limit: int, *, server_side: bool
+) -> tuple[StreamReader, StreamWriter]:
+    """The reader and writer of one connection; ``server_side`` matters for start_tls."""
     reader = StreamReader.from_stream(stream, limit=limit)
-    transport = StreamTransport(stream, running_backend())
+    transport = StreamTransport(stream, running_backend(), server_side=server_side)
     writer = StreamWriter(transport, transport, reader)
     return reader, writer
 
@@ -118,38 +125,6 @@ def _client_ssl_context(
     )
 
 
-async def _wrap_client_tls(
-    stream: ByteStream,
-    context: ssl_module.SSLContext,
-    server_hostname: str | None,
-    ssl_handshake_timeout: float | None,
-) -> ByteStream:
-    timeout = 60.0 if ssl_handshake_timeout is None else ssl_handshake_timeout
-    try:
-        with anyio.fail_after(timeout):
-            return await TLSStream.wrap(
-                stream,
-                server_side=False,
-                hostname=server_hostname or None,
-                ssl_context=context,
-                standard_compatible=False,
-            )
-    except BaseException:
-        await anyio.aclose_forcefully(stream)
-        raise
-
-
-def _check_handshake_timeout(ssl: object, ssl_handshake_timeout: float | None) -> None:
-    if ssl_handshake_timeout is not None:
-        if not ssl:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        if ssl_handshake_timeout <= 0:
-            raise ValueError(
-                f"ssl_handshake_timeout should be a positive number, "
-                f"got {ssl_handshake_timeout}"
-            )
-
-
 async def open_connection(
     host: str | None = None,
     port: int | str | None = None,
@@ -173,7 +148,9 @@ async def open_connection(
     check_keywords("open_connection", kwds)
     check_limit(limit)
     context = _client_ssl_context(ssl)
-    _check_handshake_timeout(ssl, ssl_handshake_timeout)
+    if ssl_handshake_timeout is not None and context is None:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    timeout = handshake_timeout(ssl_handshake_timeout)
     if server_hostname is not None and context is None:
         raise ValueError("server_hostname is only meaningful with ssl")
     stream: ByteStream
@@ -217,10 +194,14 @@ async def open_connection(
             raise error from exc
     if context is not None:
         hostname = server_hostname if server_hostname is not None else host
-        stream = await _wrap_client_tls(
-            stream, context, hostname, ssl_handshake_timeout
+        stream = await wrap_tls(
+            stream,
+            server_side=False,
+            context=context,
+            hostname=hostname,
+            timeout=timeout,
         )
-    return wrap_stream(stream, limit=limit)
+    return make_pair(stream, limit, server_side=False)
 
 
 async def open_unix_connection(
@@ -241,7 +222,9 @@ async def open_unix_connection(
     check_keywords("open_unix_connection", kwds)
     check_limit(limit)
     context = _client_ssl_context(ssl)
-    _check_handshake_timeout(ssl, ssl_handshake_timeout)
+    if ssl_handshake_timeout is not None and context is None:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    timeout = handshake_timeout(ssl_handshake_timeout)
     if context is not None and not server_hostname:
         raise ValueError("you have to pass server_hostname when using ssl")
     if server_hostname is not None and context is None:
@@ -258,7 +241,11 @@ async def open_unix_connection(
             raise ValueError("no path and sock were specified")
         stream = await anyio.connect_unix(path)
     if context is not None:
-        stream = await _wrap_client_tls(
-            stream, context, server_hostname, ssl_handshake_timeout
+        stream = await wrap_tls(
+            stream,
+            server_side=False,
+            context=context,
+            hostname=server_hostname,
+            timeout=timeout,
         )
-    return wrap_stream(stream, limit=limit)
+    return make_pair(stream, limit, server_side=False)

@@ -35,11 +35,11 @@ from anyio.abc import (
     TaskGroup,
     TaskStatus,
 )
-from anyio.streams.tls import TLSStream
 
 from ._backend import running_backend, spawn_detached
-from ._connections import check_keywords, check_limit, wrap_stream
+from ._connections import check_keywords, check_limit, make_pair
 from ._reader import DEFAULT_LIMIT, StreamReader
+from ._tls import handshake_timeout, wrap_tls
 from ._writer import StreamWriter
 
 __all__ = ["ClientConnectedCallback", "Server", "start_server", "start_unix_server"]
@@ -78,9 +78,7 @@ class Server:
         self._callback = client_connected_cb
         self._limit = limit
         self._ssl_context = ssl_context
-        self._ssl_handshake_timeout = (
-            60.0 if ssl_handshake_timeout is None else ssl_handshake_timeout
-        )
+        self._ssl_handshake_timeout = handshake_timeout(ssl_handshake_timeout)
         self._start_serving_on_enter = start_serving
         self._unix_path = unix_path
         self._unix_stat = _socket_identity(unix_path)
@@ -225,18 +223,19 @@ class Server:
         try:
             if self._ssl_context is not None:
                 try:
-                    with anyio.fail_after(self._ssl_handshake_timeout):
-                        stream = await TLSStream.wrap(
-                            stream,
-                            server_side=True,
-                            ssl_context=self._ssl_context,
-                            standard_compatible=False,
-                        )
+                    stream = await wrap_tls(
+                        stream,
+                        server_side=True,
+                        context=self._ssl_context,
+                        hostname=None,
+                        timeout=self._ssl_handshake_timeout,
+                    )
                 except Exception as exc:
+                    # A plain-text client, a bad certificate, a stalled
+                    # handshake: the client's problem, not the server's.
                     logger.debug("TLS handshake with a client failed: %r", exc)
-                    await anyio.aclose_forcefully(stream)
                     return
-            reader, writer = wrap_stream(stream, limit=self._limit)
+            reader, writer = make_pair(stream, self._limit, server_side=True)
             self._connections.add(writer)
             result = self._callback(reader, writer)
             if inspect.isawaitable(result):

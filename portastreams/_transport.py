@@ -30,14 +30,19 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any, Final
+import ssl
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from anyio.abc import ByteSendStream, ByteStream, SocketAttribute
-from anyio.streams.tls import TLSAttribute
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 from ._backend import Backend, spawn_detached
 from ._exceptions import connection_error_from
+from ._tls import close_tls, handshake_timeout, wrap_tls
+
+if TYPE_CHECKING:
+    from ._reader import StreamReader
 
 __all__ = ["StreamTransport"]
 
@@ -115,11 +120,14 @@ class StreamTransport:
     directions. ``writer.transport`` is this object.
     """
 
-    def __init__(self, stream: ByteSendStream, backend: Backend) -> None:
+    def __init__(
+        self, stream: ByteSendStream, backend: Backend, *, server_side: bool = False
+    ) -> None:
         self._stream = stream
         self._backend: Final = backend
+        self._server_side: Final = server_side
         self._direct_socket = direct_send_socket(stream, backend)
-        self._can_write_eof: Final = (
+        self._can_write_eof = (
             isinstance(stream, ByteStream)
             and stream.extra(TLSAttribute.ssl_object, None) is None
         )
@@ -139,6 +147,7 @@ class StreamTransport:
         self._paused = False
         self._drain_waiters: list[anyio.Event] = []
         self._closed_event: anyio.Event | None = None
+        self._idle_waiters: list[anyio.Event] = []
 
     # -- asyncio.WriteTransport -------------------------------------------
 
@@ -298,6 +307,50 @@ class StreamTransport:
             self._closed_event = anyio.Event()
         await self._closed_event.wait()
 
+    async def _start_tls(
+        self,
+        reader: StreamReader | None,
+        sslcontext: ssl.SSLContext,
+        *,
+        server_hostname: str | None,
+        ssl_handshake_timeout: float | None,
+    ) -> None:
+        """Upgrade to TLS in place, once everything written so far is sent.
+
+        Bytes the reader already buffered stay first in line (they arrived
+        before the upgrade, in plain text); later bytes are decrypted.
+        """
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(
+                f"sslcontext must be an ssl.SSLContext, not {type(sslcontext).__name__}"
+            )
+        timeout = handshake_timeout(ssl_handshake_timeout)
+        if self.get_extra_info("ssl_object") is not None:
+            raise RuntimeError("the connection already uses TLS")
+        if reader is not None and reader._waiter is not None:
+            raise RuntimeError("start_tls() called while a read is waiting for data")
+        while self._flushing:
+            event = anyio.Event()
+            self._idle_waiters.append(event)
+            await event.wait()
+        if self._closing:
+            self._raise_if_lost()
+            raise ConnectionResetError("Connection lost")
+        stream = self._stream
+        assert isinstance(stream, ByteStream)
+        tls_stream = await wrap_tls(
+            stream,
+            server_side=self._server_side,
+            context=sslcontext,
+            hostname=server_hostname,
+            timeout=timeout,
+        )
+        self._stream = tls_stream
+        self._direct_socket = None
+        self._can_write_eof = False
+        if reader is not None:
+            reader._replace_source(tls_stream)
+
     # -- the flusher -------------------------------------------------------
 
     def _start_flushing(self) -> None:
@@ -338,13 +391,20 @@ class StreamTransport:
             if self._closing:
                 await self._close_stream()
             self._flushing = False
+            waiters = self._idle_waiters
+            self._idle_waiters = []
+            for event in waiters:
+                event.set()
 
     async def _close_stream(self) -> None:
         with anyio.CancelScope(shield=True):
             if not self._aborted:
                 with anyio.move_on_after(CLOSE_TIMEOUT):
                     try:
-                        await self._stream.aclose()
+                        if isinstance(self._stream, TLSStream):
+                            await close_tls(self._stream)
+                        else:
+                            await self._stream.aclose()
                     except Exception as exc:
                         logger.debug("error while closing %r: %r", self._stream, exc)
                     else:
