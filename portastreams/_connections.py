@@ -18,6 +18,11 @@ from typing import Any, Final
 import anyio
 from anyio.abc import ByteStream
 
+from ._asyncio_native import (
+    can_open_natively,
+    open_native_connection,
+    open_native_unix_connection,
+)
 from ._backend import running_backend
 from ._reader import DEFAULT_LIMIT, StreamReader
 from ._tls import handshake_timeout, wrap_tls
@@ -153,10 +158,23 @@ async def open_connection(
     timeout = handshake_timeout(ssl_handshake_timeout)
     if server_hostname is not None and context is None:
         raise ValueError("server_hostname is only meaningful with ssl")
+    if sock is not None and (host is not None or port is not None):
+        raise ValueError("host/port and sock can not be specified at the same time")
+    if (
+        context is None
+        and running_backend() == "asyncio"
+        and can_open_natively(happy_eyeballs_delay)
+    ):
+        return await open_native_connection(
+            host,
+            port,
+            limit=limit,
+            local_addr=local_addr,
+            sock=sock,
+            happy_eyeballs_delay=happy_eyeballs_delay,
+        )
     stream: ByteStream
     if sock is not None:
-        if host is not None or port is not None:
-            raise ValueError("host/port and sock can not be specified at the same time")
         if local_addr is not None:
             raise ValueError(
                 "local_addr and sock can not be specified at the same time"
@@ -178,7 +196,8 @@ async def open_connection(
             if local_port:
                 raise NotImplementedError(
                     "open_connection(): local_addr with a nonzero port is not "
-                    "supported by portastreams (bind the address and use sock=)"
+                    "supported on this backend or with ssl (bind a socket to it, "
+                    "connect it and pass sock=)"
                 )
         options: dict[str, Any] = {}
         if happy_eyeballs_delay is not None:
@@ -229,16 +248,20 @@ async def open_unix_connection(
         raise ValueError("you have to pass server_hostname when using ssl")
     if server_hostname is not None and context is None:
         raise ValueError("server_hostname is only meaningful with ssl")
-    stream: ByteStream
     if sock is not None:
         if path is not None:
             raise ValueError("path and sock can not be specified at the same time")
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+    elif path is None:
+        raise ValueError("no path and sock were specified")
+    if context is None and running_backend() == "asyncio":
+        return await open_native_unix_connection(path, limit=limit, sock=sock)
+    stream: ByteStream
+    if sock is not None:
         stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
     else:
-        if path is None:
-            raise ValueError("no path and sock were specified")
+        assert path is not None
         stream = await anyio.connect_unix(path)
     if context is not None:
         stream = await wrap_tls(

@@ -14,11 +14,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import ssl
 import sys
 from collections import deque
-from typing import Any
+from typing import Any, cast
+
+import anyio
 
 from ._reader import StreamReader
+from ._tls import handshake_timeout
 from ._writer import StreamWriter
 
 __all__ = ["StreamReaderProtocol"]
@@ -39,6 +43,8 @@ class StreamReaderProtocol(asyncio.Protocol):
         stream_reader: StreamReader,
         client_connected_cb: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        server_side: bool | None = None,
     ) -> None:
         trio = sys.modules.get("trio")
         if trio is not None and trio.lowlevel.in_trio_run():
@@ -49,6 +55,9 @@ class StreamReaderProtocol(asyncio.Protocol):
             )
         self._reader = stream_reader
         self._client_connected_cb = client_connected_cb
+        self._server_side = (
+            client_connected_cb is not None if server_side is None else server_side
+        )
         self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._stream_writer: StreamWriter | None = None
@@ -67,12 +76,13 @@ class StreamReaderProtocol(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._reader.set_transport(transport)
+        # Not an isinstance() check: uvloop's transports do not subclass
+        # asyncio.Transport.
+        self._transport = cast("asyncio.Transport", transport)
+        self._reader.set_transport(self._transport)
         self._closed = self._get_loop().create_future()
         if self._client_connected_cb is not None:
-            writer = StreamWriter(transport, self, self._reader)
+            writer = StreamWriter(self._transport, self, self._reader)
             self._stream_writer = writer
             result = self._client_connected_cb(self._reader, writer)
             if inspect.iscoroutine(result):
@@ -104,7 +114,7 @@ class StreamReaderProtocol(asyncio.Protocol):
             if not self._reader._core.eof:
                 self._reader.feed_eof()
         else:
-            self._reader.set_exception(exc)
+            self._reader._connection_lost(exc)
         self._connection_lost = True
         self._lost_exception = exc
         closed = self._closed
@@ -145,6 +155,38 @@ class StreamReaderProtocol(asyncio.Protocol):
             await waiter
         finally:
             self._drain_waiters.remove(waiter)
+
+    async def _start_tls(
+        self,
+        reader: StreamReader | None,
+        sslcontext: ssl.SSLContext,
+        *,
+        server_hostname: str | None,
+        ssl_handshake_timeout: float | None,
+    ) -> asyncio.Transport:
+        """Upgrade with ``loop.start_tls``; return the TLS transport for the writer."""
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(
+                f"sslcontext must be an ssl.SSLContext, not {type(sslcontext).__name__}"
+            )
+        if self._transport is None or self._connection_lost:
+            raise ConnectionResetError("Connection lost")
+        await self._drain_helper()
+        timeout = handshake_timeout(ssl_handshake_timeout)
+        # Our own deadline, so that a slow handshake is a TimeoutError on every
+        # backend (asyncio's own timer, set later, says ConnectionAbortedError).
+        with anyio.fail_after(timeout):
+            transport = await self._get_loop().start_tls(
+                self._transport,
+                self,
+                sslcontext,
+                server_side=self._server_side,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=timeout + 1.0,
+            )
+        assert transport is not None
+        self._transport = transport
+        return transport
 
     async def _wait_closed(self) -> None:
         if self._closed is None:

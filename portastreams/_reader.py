@@ -18,14 +18,16 @@ only in the synchronous step that completes the read.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 from anyio.abc import ByteReceiveStream
 
+from ._backend import Backend, running_backend
 from ._buffer import ReadBuffer, SeparatorSearch
-from ._exceptions import IncompleteReadError, LimitOverrunError, connection_error_from
+from ._exceptions import connection_error_from
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -54,21 +56,42 @@ class ReadTransport(Protocol):
 
 
 class _FeedWaiter:
-    """One wait of a fed reader: woken with ``None`` or an exception."""
+    """One wait of a fed reader, woken with ``None`` or an exception.
 
-    __slots__ = ("event", "exception")
+    On asyncio it is a bare future, exactly what asyncio's own reader awaits
+    (an AnyIO event would add a layer per wait); elsewhere an AnyIO event.
+    """
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    __slots__ = ("event", "exception", "future")
+
+    def __init__(self, backend: Backend) -> None:
         self.exception: BaseException | None = None
+        self.future: asyncio.Future[None] | None = None
+        self.event: anyio.Event | None = None
+        if backend == "asyncio":
+            self.future = asyncio.get_running_loop().create_future()
+        else:
+            self.event = anyio.Event()
 
     def wake(self, exception: BaseException | None = None) -> None:
         self.exception = exception
-        self.event.set()
+        if self.future is not None:
+            if not self.future.done():
+                self.future.set_result(None)
+        else:
+            assert self.event is not None
+            self.event.set()
+
+    async def wait(self) -> None:
+        if self.future is not None:
+            await self.future
+        else:
+            assert self.event is not None
+            await self.event.wait()
 
     def __repr__(self) -> str:
-        state = "woken" if self.event.is_set() else "pending"
-        return f"<waiter {state}>"
+        woken = self.future.done() if self.future is not None else self.event.is_set()  # type: ignore[union-attr]
+        return f"<waiter {'woken' if woken else 'pending'}>"
 
 
 class _SourceWait:
@@ -115,6 +138,8 @@ class StreamReader(ByteReceiveStream):
         self._paused = False
         self._source: ByteReceiveStream | None = None
         self._receive_size = max(limit, MIN_RECEIVE_SIZE)
+        self._backend: Backend | None = None
+        self._pending_error: BaseException | None = None
 
     # -- construction for source mode ------------------------------------
 
@@ -144,6 +169,19 @@ class StreamReader(ByteReceiveStream):
         if isinstance(waiter, _FeedWaiter):
             self._waiter = None
             waiter.wake(exc)
+
+    def _connection_lost(self, exc: BaseException) -> None:
+        """The connection failed: reads get what is buffered, then ``exc``.
+
+        Unlike :meth:`set_exception` (asyncio's contract, which makes every
+        read raise at once), bytes that arrived before the failure are not
+        lost: the error is raised when a read needs more than the buffer.
+        """
+        if not self._buffer:
+            self.set_exception(exc)
+            return
+        self._pending_error = exc
+        self._wakeup_waiter()
 
     def _wakeup_waiter(self) -> None:
         waiter = self._waiter
@@ -216,13 +254,18 @@ class StreamReader(ByteReceiveStream):
 
         # Waiting for data while paused would deadlock (readexactly(n) with
         # n > limit needs more than the pause threshold).
+        if self._pending_error is not None:
+            self._exception, self._pending_error = self._pending_error, None
+            raise self._exception
         if self._paused:
             self._paused = False
             assert self._transport is not None
             self._transport.resume_reading()
-        waiter = self._waiter = _FeedWaiter()
+        if self._backend is None:
+            self._backend = running_backend()
+        waiter = self._waiter = _FeedWaiter(self._backend)
         try:
-            await waiter.event.wait()
+            await waiter.wait()
         finally:
             if self._waiter is waiter:
                 self._waiter = None
@@ -275,10 +318,15 @@ class StreamReader(ByteReceiveStream):
                     self._maybe_resume_transport()
                 return line
         try:
-            return await self._readuntil(SeparatorSearch(b"\n"), "readline")
-        except IncompleteReadError as exc:
+            # "readuntil": CPython's readline() waits inside readuntil(), and
+            # that is the name its "already waiting" RuntimeError gives.
+            return await self._readuntil(SeparatorSearch(b"\n"), "readuntil")
+        # asyncio's classes, not only ours: an exception given to
+        # set_exception() is re-raised here, and CPython's readline() turns
+        # any IncompleteReadError / LimitOverrunError into its result.
+        except asyncio.IncompleteReadError as exc:
             return exc.partial
-        except LimitOverrunError as exc:
+        except asyncio.LimitOverrunError as exc:
             if buffer.startswith(b"\n", exc.consumed):
                 del buffer[: exc.consumed + 1]
             else:

@@ -136,17 +136,20 @@ class StreamWriter(ByteSendStream):
         ssl_handshake_timeout: float | None = None,
     ) -> None:
         """Upgrade the connection to TLS (``STARTTLS``-style protocols)."""
-        upgrade = getattr(self._transport, "_start_tls", None)
+        upgrade = getattr(self._protocol, "_start_tls", None)
         if upgrade is None:
             raise NotImplementedError(
                 f"start_tls() is not supported on {type(self._transport).__name__}"
             )
-        await upgrade(
+        new_transport = await upgrade(
             self._reader,
             sslcontext,
             server_hostname=server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
         )
+        if new_transport is not None:
+            # asyncio hands out a new transport for the TLS layer.
+            self._transport = new_transport
 
     # -- anyio.abc.ByteSendStream -------------------------------------------
 

@@ -1,0 +1,71 @@
+"""The asyncio fast path for plain TCP and Unix client connections.
+
+On asyncio (and uvloop) a plain socket connection does not need to go through
+an AnyIO stream at all: the event loop's own transport already offers
+synchronous writes with flow control, and a protocol can feed the reader as
+data arrives. This is exactly how ``asyncio.open_connection`` is built, so
+portastreams pays what asyncio pays and no more: no task per write, no
+pause/resume of the transport per receive.
+
+TLS connections and every connection on trio take the AnyIO stream path; the
+two paths share the reader, the writer and their semantics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any, cast
+
+from ._protocol import StreamReaderProtocol
+from ._reader import StreamReader
+from ._writer import StreamWriter
+
+__all__ = ["can_open_natively", "open_native_connection", "open_native_unix_connection"]
+
+
+def can_open_natively(happy_eyeballs_delay: float | None) -> bool:
+    """True if the running asyncio loop can make this connection itself.
+
+    uvloop's ``create_connection`` has no ``happy_eyeballs_delay``; such a
+    connection takes the AnyIO path, which honours it.
+    """
+    if happy_eyeballs_delay is None:
+        return True
+    loop_module = type(asyncio.get_running_loop()).__module__
+    return not loop_module.startswith("uvloop")
+
+
+async def open_native_connection(
+    host: str | None,
+    port: int | str | None,
+    *,
+    limit: int,
+    local_addr: tuple[str, int] | None,
+    sock: socket.socket | None,
+    happy_eyeballs_delay: float | None,
+) -> tuple[StreamReader, StreamWriter]:
+    """``asyncio.open_connection`` with portastreams' reader and writer."""
+    loop = asyncio.get_running_loop()
+    reader = StreamReader(limit=limit)
+    protocol = StreamReaderProtocol(reader, loop=loop, server_side=False)
+    options: dict[str, Any] = {"local_addr": local_addr, "sock": sock}
+    if happy_eyeballs_delay is not None:
+        options["happy_eyeballs_delay"] = happy_eyeballs_delay
+    transport, _ = await loop.create_connection(
+        lambda: protocol, host, cast("Any", port), **options
+    )
+    return reader, StreamWriter(transport, protocol, reader)
+
+
+async def open_native_unix_connection(
+    path: str | bytes | None, *, limit: int, sock: socket.socket | None
+) -> tuple[StreamReader, StreamWriter]:
+    """``asyncio.open_unix_connection`` with portastreams' reader and writer."""
+    loop = asyncio.get_running_loop()
+    reader = StreamReader(limit=limit)
+    protocol = StreamReaderProtocol(reader, loop=loop, server_side=False)
+    transport, _ = await loop.create_unix_connection(
+        lambda: protocol, cast("Any", path), sock=sock
+    )
+    return reader, StreamWriter(transport, protocol, reader)
