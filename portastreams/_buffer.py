@@ -45,7 +45,7 @@ class ReadBuffer:
             chunk = bytes(data)
             data.clear()
             return chunk
-        chunk = bytes(memoryview(data)[:n])
+        chunk = bytes(data[:n])
         del data[:n]
         return chunk
 

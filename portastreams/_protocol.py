@@ -105,9 +105,10 @@ class StreamReaderProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._reader.feed_eof()
-        # Keep the transport open for writing (half-close), as asyncio does
-        # for plain transports.
-        return True
+        # Keep a plain transport open for writing (half-close), as asyncio
+        # does; TLS has no half-close, so let it close.
+        transport = self._transport
+        return transport is None or transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if exc is None:
@@ -120,8 +121,9 @@ class StreamReaderProtocol(asyncio.Protocol):
         closed = self._closed
         if closed is not None and not closed.done():
             closed.set_result(None)
-        while self._drain_waiters:
-            waiter = self._drain_waiters.popleft()
+        # Wake the waiters without removing them: each _drain_helper() removes
+        # its own waiter (as asyncio's FlowControlMixin).
+        for waiter in self._drain_waiters:
             if not waiter.done():
                 if exc is None:
                     waiter.set_result(None)
@@ -175,15 +177,22 @@ class StreamReaderProtocol(asyncio.Protocol):
         timeout = handshake_timeout(ssl_handshake_timeout)
         # Our own deadline, so that a slow handshake is a TimeoutError on every
         # backend (asyncio's own timer, set later, says ConnectionAbortedError).
-        with anyio.fail_after(timeout):
-            transport = await self._get_loop().start_tls(
-                self._transport,
-                self,
-                sslcontext,
-                server_side=self._server_side,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout + 1.0,
-            )
+        try:
+            with anyio.fail_after(timeout):
+                transport = await self._get_loop().start_tls(
+                    self._transport,
+                    self,
+                    sslcontext,
+                    server_side=self._server_side,
+                    server_hostname=server_hostname,
+                    ssl_handshake_timeout=timeout + 1.0,
+                )
+        except BaseException:
+            # asyncio closes the socket under a failed handshake without
+            # telling this protocol; wait_closed() must still return.
+            if not self._connection_lost:
+                self.connection_lost(ConnectionAbortedError("TLS handshake failed"))
+            raise
         assert transport is not None
         self._transport = transport
         return transport

@@ -312,7 +312,7 @@ class StreamReader(ByteReceiveStream):
                     line = bytes(buffer)
                     buffer.clear()
                 else:
-                    line = bytes(memoryview(buffer)[:end])
+                    line = bytes(buffer[:end])
                     del buffer[:end]
                 if self._paused:
                     self._maybe_resume_transport()
@@ -422,7 +422,7 @@ class StreamReader(ByteReceiveStream):
             data = bytes(buffer)
             buffer.clear()
         elif len(buffer) > n:
-            data = bytes(memoryview(buffer)[:n])
+            data = bytes(buffer[:n])
             del buffer[:n]
         else:
             core = self._core

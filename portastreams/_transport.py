@@ -238,9 +238,12 @@ class StreamTransport:
         """asyncio's transport information, from the stream's typed attributes."""
         if name in self._extra:
             return self._extra[name]
-        if name in _TLS_NAMES:
-            value = _tls_extra_info(self._stream, name)
-            return default if value is None else value
+        if (
+            name in _TLS_NAMES
+            and self._stream.extra(TLSAttribute.ssl_object, None) is not None
+        ):
+            # As asyncio's SSL transport: known over TLS, even when None.
+            return _tls_extra_info(self._stream, name)
         return default
 
     def get_write_buffer_size(self) -> int:
