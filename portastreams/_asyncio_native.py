@@ -55,6 +55,9 @@ async def open_native_connection(
     transport, _ = await loop.create_connection(
         lambda: protocol, host, cast("Any", port), **options
     )
+    # asyncio's default water marks (64 KiB / 16 KiB): uvloop's transports
+    # start with a 16-byte low-water mark.
+    transport.set_write_buffer_limits()
     return reader, StreamWriter(transport, protocol, reader)
 
 
@@ -68,4 +71,5 @@ async def open_native_unix_connection(
     transport, _ = await loop.create_unix_connection(
         lambda: protocol, cast("Any", path), sock=sock
     )
+    transport.set_write_buffer_limits()  # asyncio's defaults, also on uvloop
     return reader, StreamWriter(transport, protocol, reader)

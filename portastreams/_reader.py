@@ -332,7 +332,7 @@ class StreamReader(ByteReceiveStream):
             else:
                 buffer.clear()
             self._maybe_resume_transport()
-            raise ValueError(exc.args[0]) from None
+            raise ValueError(exc.args[0])  # noqa: B904 (CPython chains it implicitly)
 
     async def readuntil(self, separator: bytes | tuple[bytes, ...] = b"\n") -> bytes:
         """Read up to and including the first separator.

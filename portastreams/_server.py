@@ -88,6 +88,7 @@ class Server:
         self._serving = False
         self._closed = False
         self._listeners_closed = False
+        self._closing_listeners: anyio.Event | None = None
         self._serve_forever_running = False
         self._connections: set[StreamWriter] = set()
         self._handlers = 0
@@ -123,7 +124,13 @@ class Server:
         await task_group.__aenter__()
         self._task_group = task_group
         if self._start_serving_on_enter:
-            await self._start_accepting(task_group)
+            try:
+                await self._start_accepting(task_group)
+            except BaseException as exc:
+                # Cancelled (or Ctrl+C) at the checkpoint: leave the task group
+                # we entered, or the backend's cancel scope stack is corrupted.
+                await self.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     async def __aexit__(
@@ -136,11 +143,27 @@ class Server:
         task_group = self._task_group
         assert task_group is not None
         try:
-            return await task_group.__aexit__(exc_type, exc_val, exc_tb)
+            try:
+                return await task_group.__aexit__(exc_type, exc_val, exc_tb)
+            except BaseException as error:
+                # Handlers and accept loops never raise, so a group holding
+                # only the body's exception is that exception, wrapped by the
+                # task group: raise it bare, as asyncio's Server does (and so
+                # that ``except KeyboardInterrupt`` works on trio).
+                members = getattr(error, "exceptions", None)
+                if (
+                    exc_val is None
+                    or not isinstance(members, tuple)
+                    or len(members) != 1
+                    or members[0] is not exc_val
+                ):
+                    raise
         finally:
             self._task_group = None
-            await self._close_listeners()
+            with anyio.CancelScope(shield=True):
+                await self._close_listeners()
             self._maybe_idle()
+        raise exc_val  # outside the except block: keeps its own __context__
 
     async def start_serving(self) -> None:
         """Start accepting connections, inside ``async with server:``.
@@ -215,6 +238,7 @@ class Server:
                     logger.warning("error accepting a connection: %r", exc)
                     await anyio.sleep(ACCEPT_ERROR_PAUSE)
                     continue
+                _pause_eager_reading(stream)
                 self._handlers += 1
                 task_group.start_soon(self._run_handler, stream)
 
@@ -264,19 +288,25 @@ class Server:
             self._close_event.set()
         if self._accept_scope is not None:
             self._accept_scope.cancel()
-        if self._task_group is None:
-            spawn_detached(
-                self._backend, self._close_listeners, "portastreams server close"
-            )
+        # Close the listeners now (as asyncio does), also while serving: new
+        # clients are refused, and wait_closed() inside ``async with server:``
+        # does not wait for the block to end (it would deadlock).
+        spawn_detached(
+            self._backend, self._close_listeners, "portastreams server close"
+        )
 
     async def _close_listeners(self) -> None:
-        if self._listeners_closed:
+        if self._closing_listeners is not None:
+            # Already being closed (by close()): wait until that is done.
+            await self._closing_listeners.wait()
             return
-        self._listeners_closed = True
+        done = self._closing_listeners = anyio.Event()
         with anyio.CancelScope(shield=True):
             for listener in self._listeners:
                 await anyio.aclose_forcefully(listener)
         self._cleanup_unix_socket()
+        self._listeners_closed = True
+        done.set()
         self._maybe_idle()
 
     def _cleanup_unix_socket(self) -> None:
@@ -320,6 +350,22 @@ class Server:
         """Abort every live connection at once, dropping unsent data."""
         for writer in list(self._connections):
             writer.transport.abort()
+
+
+def _pause_eager_reading(stream: ByteStream) -> None:
+    """Stop an accepted AnyIO asyncio TCP stream from reading ahead without limit.
+
+    AnyIO's asyncio ``connect_tcp()`` pauses its transport (``receive()``
+    resumes reading only while it waits), but its TCP listener's ``accept()``
+    does not: the transport then reads everything the client sends into an
+    unbounded queue, and a handler that does not read never pushes back on
+    its client. Pause it the way ``connect_tcp()`` does.
+    """
+    if type(stream).__module__ != "anyio._backends._asyncio":
+        return
+    transport = getattr(stream, "_transport", None)
+    if transport is not None and transport.is_reading():
+        transport.pause_reading()
 
 
 def _socket_identity(path: str | None) -> tuple[int, int] | None:

@@ -84,11 +84,29 @@ class StreamWriter(ByteSendStream):
         Raises ``TypeError`` for data that is not bytes-like and
         ``RuntimeError`` after :meth:`write_eof`.
         """
-        self._transport.write(data)
+        try:
+            self._transport.write(data)
+        except RuntimeError:
+            if not self._connection_lost():
+                raise
 
     def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
         """Write each item of ``data``, in order."""
-        self._transport.writelines(data)
+        try:
+            self._transport.writelines(data)
+        except RuntimeError:
+            if not self._connection_lost():
+                raise
+
+    def _connection_lost(self) -> bool:
+        """True once an asyncio protocol saw the connection go.
+
+        uvloop's transports raise ``RuntimeError`` on a write after that;
+        asyncio's drop the data and let ``drain()`` report the loss, which
+        is what portable code expects: do as asyncio.
+        """
+        # ``is True``: StreamTransport has a method of that name.
+        return getattr(self._protocol, "_connection_lost", False) is True
 
     def write_eof(self) -> None:
         """Half-close: the peer reads EOF after everything written so far."""

@@ -1,0 +1,147 @@
+"""The ``python -m portastreams`` command line.
+
+Subcommands:
+
+* ``demo`` -- run the stream demo on every installed backend (see
+  :mod:`portastreams._demo`); exit status 1 if anything failed.
+* ``echo-server`` -- an echo server to try by hand, e.g. with ``nc``.
+* ``bench`` -- the benchmarks of a source checkout (``benchmarks/``), with
+  the remaining arguments passed on to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from ._demo import demo, show
+from ._reader import StreamReader
+from ._run import BACKENDS, is_available, run
+from ._server import start_server
+from ._writer import StreamWriter
+
+__all__ = ["build_parser", "main"]
+
+#: Exit status for "cannot do that here" (also argparse's usage-error status).
+EXIT_UNAVAILABLE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m portastreams",
+        description="asyncio's stream API on every AnyIO backend: asyncio, uvloop, trio.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo_parser = commands.add_parser(
+        "demo",
+        help="run an echo, a line and a framed exchange on every installed backend",
+        description="Run an echo, a line protocol and a length-prefixed framed "
+        "exchange on each backend and print what crossed the wire.",
+    )
+    demo_parser.add_argument(
+        "--backend",
+        action="append",
+        choices=list(BACKENDS),
+        help="run only on this backend (repeat for several; default: all installed)",
+    )
+
+    echo_parser = commands.add_parser(
+        "echo-server",
+        help="run an echo server (try it with nc HOST PORT)",
+        description="Echo every byte back to the client, until Ctrl+C.",
+    )
+    echo_parser.add_argument("--backend", choices=list(BACKENDS), default="asyncio")
+    echo_parser.add_argument("--host", default="127.0.0.1")
+    echo_parser.add_argument(
+        "--port", type=int, default=8888, help="0 picks a free port (default: 8888)"
+    )
+
+    commands.add_parser(
+        "bench",
+        help="run the benchmarks (source checkout only); arguments are passed on",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["bench"]:
+        # Everything after "bench" belongs to the benchmarks, --help included.
+        return bench(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    if args.command == "demo":
+        return demo(args.backend)
+    if args.command == "echo-server":
+        return echo_server(args.backend, args.host, args.port)
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def bench(argv: Sequence[str]) -> int:
+    """Run ``benchmarks.__main__.main(argv)`` from a source checkout."""
+    try:
+        module = importlib.import_module("benchmarks.__main__")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", "benchmarks.__main__"):
+            raise  # the benchmarks are there but something they need is not
+        print(
+            "python -m portastreams bench: the benchmarks are not part of the "
+            "installed package; run from a source checkout (the directory that "
+            "contains benchmarks/)",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    result = module.main(list(argv))
+    return result if isinstance(result, int) else 0
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _address(sockname: object) -> str:
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        host, port = sockname[0], sockname[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(sockname)
+
+
+async def _handle_echo(reader: StreamReader, writer: StreamWriter) -> None:
+    peer = _address(writer.get_extra_info("peername"))
+    _say(f"{peer}: connected")
+    try:
+        while data := await reader.read(65536):
+            _say(f"{peer}: echo {show(data)}")
+            writer.write(data)
+            await writer.drain()
+    except OSError as exc:
+        _say(f"{peer}: connection lost: {exc!r}")
+    else:
+        _say(f"{peer}: closed")
+
+
+async def _serve_echo(backend: str, host: str, port: int) -> None:
+    server = await start_server(_handle_echo, host, port)
+    addresses = ", ".join(_address(sock.getsockname()) for sock in server.sockets)
+    _say(f"Serving on {addresses} with {backend}; Ctrl+C to stop")
+    async with server:
+        await server.serve_forever()
+
+
+def echo_server(backend: str, host: str, port: int) -> int:
+    """Run an echo server until Ctrl+C."""
+    if not is_available(backend):
+        print(f"backend {backend!r} is not installed", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    with contextlib.suppress(KeyboardInterrupt):
+        run(functools.partial(_serve_echo, backend, host, port), backend)
+    _say("stopped")
+    return 0

@@ -1,0 +1,99 @@
+"""Leaving ``async with server:`` early: cancelled on entry, or the body raises.
+
+Regression tests for two ``Server.__aenter__``/``__aexit__`` bugs: a
+cancellation at the checkpoint inside ``__aenter__`` left the server's task
+group entered ("Nursery stack corrupted" on trio, "Attempted to exit a cancel
+scope that isn't the current task's current cancel scope" on asyncio); and an
+exception raised by the body came out wrapped in an ``ExceptionGroup``, unlike
+asyncio's ``Server`` (so ``except KeyboardInterrupt`` around a trio server
+missed Ctrl+C).
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+import portastreams
+from portastreams import StreamReader, StreamWriter
+
+pytestmark = pytest.mark.anyio
+
+
+async def _ignore(reader: StreamReader, writer: StreamWriter) -> None:
+    pass
+
+
+async def _echo_once(reader: StreamReader, writer: StreamWriter) -> None:
+    writer.write(await reader.read(100))
+
+
+async def _still_serves() -> None:
+    """The event loop is healthy: a new server accepts and answers."""
+    server = await portastreams.start_server(_echo_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    with anyio.fail_after(10):
+        async with server:
+            reader, writer = await portastreams.open_connection("127.0.0.1", port)
+            writer.write(b"still fine")
+            assert await reader.read(100) == b"still fine"
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_cancelled_while_entering(anyio_backend: object) -> None:
+    server = await portastreams.start_server(_ignore, "127.0.0.1", 0)
+    body_ran = False
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        async with server:
+            body_ran = True
+    assert scope.cancelled_caught
+    assert not body_ran
+    assert not server.is_serving()
+    assert server.sockets == ()
+    with anyio.fail_after(10):
+        await server.wait_closed()
+    await _still_serves()
+
+
+async def test_body_exception_is_not_wrapped(anyio_backend: object) -> None:
+    server = await portastreams.start_server(_ignore, "127.0.0.1", 0)
+    with pytest.raises(KeyError) as info:
+        async with server:
+            raise KeyError("from the body")
+    assert info.value.args == ("from the body",)
+    assert server.sockets == ()
+    await _still_serves()
+
+
+async def test_body_exception_cancels_running_handlers(anyio_backend: object) -> None:
+    started = anyio.Event()
+    cancelled = False
+
+    async def wait_forever(reader: StreamReader, writer: StreamWriter) -> None:
+        nonlocal cancelled
+        started.set()
+        try:
+            await reader.read()
+        except anyio.get_cancelled_exc_class():
+            cancelled = True
+            raise
+
+    server = await portastreams.start_server(wait_forever, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    writers: list[StreamWriter] = []
+
+    async def serve_and_fail() -> None:
+        async with server:
+            _, writer = await portastreams.open_connection("127.0.0.1", port)
+            writers.append(writer)
+            await started.wait()
+            raise LookupError("body failed")
+
+    with anyio.fail_after(10), pytest.raises(LookupError) as info:
+        await serve_and_fail()
+    assert type(info.value) is LookupError
+    assert cancelled
+    writers[0].close()
+    await writers[0].wait_closed()
