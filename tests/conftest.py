@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from backends import BACKENDS
 from hypothesis import settings
+from sockets import Kind
 
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=300, deadline=None, print_blob=True)
@@ -26,3 +31,22 @@ def backend_name(anyio_backend: tuple[str, dict[str, Any]]) -> str:
     """``asyncio``, ``uvloop`` or ``trio``: which backend this test runs on."""
     name, options = anyio_backend
     return "uvloop" if options.get("use_uvloop") else name
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def kind(request: pytest.FixtureRequest) -> Kind:
+    """The socket family a connection test runs over."""
+    return cast("Kind", request.param)
+
+
+@pytest.fixture
+def sock_dir(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, or a shorter temporary directory if a socket path would not fit."""
+    if len(str(tmp_path / "a-socket-file-name.sock")) < 100:
+        yield tmp_path
+        return
+    short = Path(tempfile.mkdtemp(prefix="ps-"))
+    try:
+        yield short
+    finally:
+        shutil.rmtree(short, ignore_errors=True)

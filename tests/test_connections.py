@@ -12,13 +12,11 @@ import asyncio
 import hashlib
 import os
 import random
-import shutil
 import socket
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import anyio
 import pytest
@@ -27,35 +25,17 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from anyio.streams.stapled import StapledByteStream
 from anyio.streams.text import TextReceiveStream, TextSendStream
 from backends import ASYNCIO_BACKENDS, TRIO_BACKEND
+from sockets import Kind
 
 import portastreams
 from portastreams import StreamReader, StreamReaderProtocol, StreamWriter
 
 pytestmark = pytest.mark.anyio
 
-Kind = Literal["tcp", "unix"]
 Pair = tuple[StreamReader, StreamWriter]
 Handler = Callable[[StreamReader, StreamWriter], Awaitable[None]]
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def kind(request: pytest.FixtureRequest) -> Kind:
-    return cast("Kind", request.param)
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    """``tmp_path``, or a shorter temporary directory if a socket path would not fit."""
-    if len(str(tmp_path / "server.sock")) < 100:
-        yield tmp_path
-        return
-    short = Path(tempfile.mkdtemp(prefix="ps-"))
-    try:
-        yield short
-    finally:
-        shutil.rmtree(short, ignore_errors=True)
 
 
 async def echo_handler(reader: StreamReader, writer: StreamWriter) -> None:

@@ -12,49 +12,23 @@ the final values. Run with ``-s`` to see the figures.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal, cast
 
 import anyio
 import pytest
+from sockets import Kind, fd_count
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
 
 pytestmark = pytest.mark.anyio
 
-Kind = Literal["tcp", "unix"]
 Pair = tuple[StreamReader, StreamWriter]
 
 CYCLES = 1000
 #: Fewer for the abort variant, which only adds the error paths.
 ABORT_CYCLES = 300
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def kind(request: pytest.FixtureRequest) -> Kind:
-    return cast("Kind", request.param)
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    """``tmp_path``, or a shorter temporary directory if a socket path would not fit."""
-    if len(str(tmp_path / "server.sock")) < 100:
-        yield tmp_path
-        return
-    short = Path(tempfile.mkdtemp(prefix="ps-"))
-    try:
-        yield short
-    finally:
-        shutil.rmtree(short, ignore_errors=True)
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def task_count(backend_name: str) -> int:

@@ -13,46 +13,26 @@ import contextlib
 import logging
 import os
 import random
-import shutil
 import socket
 import stat
-import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import anyio
 import pytest
+from sockets import Kind
 
 import portastreams
 from portastreams import Server, StreamReader, StreamWriter
 
 pytestmark = pytest.mark.anyio
 
-Kind = Literal["tcp", "unix"]
 Pair = tuple[StreamReader, StreamWriter]
 Connect = Callable[[], Awaitable[Pair]]
 Handler = Callable[[StreamReader, StreamWriter], Any]
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def kind(request: pytest.FixtureRequest) -> Kind:
-    return cast("Kind", request.param)
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    """``tmp_path``, or a shorter temporary directory if a socket path would not fit."""
-    if len(str(tmp_path / "server.sock")) < 100:
-        yield tmp_path
-        return
-    short = Path(tempfile.mkdtemp(prefix="ps-"))
-    try:
-        yield short
-    finally:
-        shutil.rmtree(short, ignore_errors=True)
 
 
 async def start(

@@ -9,53 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import random
 import select
-import shutil
 import socket
 import struct
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal, cast
 
 import anyio
 import pytest
+from sockets import Kind, fd_count
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
 
 pytestmark = pytest.mark.anyio
 
-Kind = Literal["tcp", "unix"]
 
 MiB = 1024 * 1024
 #: Small socket buffers for the flow-control tests: the kernel fills up fast.
 SMALL_BUFFER = 64 * 1024
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def kind(request: pytest.FixtureRequest) -> Kind:
-    return cast("Kind", request.param)
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    """``tmp_path``, or a shorter temporary directory if a socket path would not fit."""
-    if len(str(tmp_path / "peer.sock")) < 100:
-        yield tmp_path
-        return
-    short = Path(tempfile.mkdtemp(prefix="ps-"))
-    try:
-        yield short
-    finally:
-        shutil.rmtree(short, ignore_errors=True)
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def random_bytes(size: int, seed: int = 0) -> bytes:
