@@ -328,11 +328,9 @@ class Server:
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every handler has finished.
 
-        Returns at once if the server was never closed (as asyncio 3.12+ for a
-        server that is still open).
+        On an open server this waits for :meth:`close` first, as asyncio does.
         """
-        if not self._closed:
-            return
+        await self._wait_for_close()
         if self._listeners_closed and self._handlers == 0:
             await anyio.lowlevel.checkpoint()
             return

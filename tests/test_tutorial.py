@@ -1,0 +1,281 @@
+"""The documentation's code, docs/tutorial/code/*.py, run on every backend.
+
+Every file the tutorial and the porting guide include is imported and its
+``main()`` called here with a free port or a temporary path, on asyncio,
+uvloop and trio, and run once as a script, the way a reader would run it.
+So is the example in README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+import pytest
+import trio
+import trustme
+
+import portastreams
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = ROOT / "docs" / "tutorial" / "code"
+SCRIPTS = sorted(path.name for path in CODE.glob("*.py"))
+
+
+@pytest.fixture
+def tutorial(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Import a tutorial file by name; the files import one another by name too."""
+    monkeypatch.syspath_prepend(str(CODE))
+
+    def load(name: str) -> ModuleType:
+        return importlib.import_module(name)
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context for "localhost" and a client context trusting it."""
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    return server_context, client_context
+
+
+def test_every_file_is_tested() -> None:
+    tested = {
+        "porting_anyio.py",
+        "porting_asyncio.py",
+        "porting_trio.py",
+        "step1_backends.py",  # run as a script below, on each backend
+        "step1_echo.py",
+        "step1_unix.py",
+        "step2_lines.py",
+        "step3_frames.py",
+        "step4_timeouts.py",
+        "step5_flow_control.py",
+        "step6_shutdown.py",
+        "step7_starttls.py",
+        "step7_tls.py",
+    }
+    assert set(SCRIPTS) == tested
+
+
+# -- the steps, on asyncio, uvloop and trio ----------------------------------
+
+
+async def test_step1_echo(tutorial: Any) -> None:
+    assert await tutorial("step1_echo").main(0) == b"Hello, World!\n"
+
+
+async def test_step1_unix(tutorial: Any) -> None:
+    # A short directory: a socket path must fit in about 100 bytes.
+    with tempfile.TemporaryDirectory(prefix="ps-") as directory:
+        path = Path(directory) / "echo.sock"
+        reply = await tutorial("step1_unix").main(str(path))
+        assert reply == b"Hello over a Unix socket!\n"
+        assert not path.exists()  # the server removed its socket file
+
+
+async def test_step2_lines(tutorial: Any) -> None:
+    assert await tutorial("step2_lines").main(0) == [
+        b"HELLO\n",
+        b"ERR line too long\n",
+        b"STILL THERE?\n",
+    ]
+
+
+async def test_step2_readuntil_leaves_an_overlong_line_buffered() -> None:
+    # What lines.rst says about readuntil(): over the limit, the data stays,
+    # and LimitOverrunError.consumed tells how much to skip.
+    reader = portastreams.StreamReader(limit=4)
+    reader.feed_data(b"123456\nok\n")
+    with pytest.raises(portastreams.LimitOverrunError) as caught:
+        await reader.readuntil(b"\n")
+    assert caught.value.consumed == 6
+    assert await reader.readexactly(caught.value.consumed + 1) == b"123456\n"
+    assert await reader.readline() == b"ok\n"
+
+
+async def test_step3_frames(tutorial: Any) -> None:
+    assert await tutorial("step3_frames").main(0) == [
+        b"desserts",
+        b"",
+        b"sllun dna\x00skaerb\nenil",
+        b"truncated frame: 3 of 10 bytes",
+    ]
+
+
+async def test_step4_anyio_timeout(tutorial: Any) -> None:
+    step4 = tutorial("step4_timeouts")
+    assert await step4.main(step4.ask_anyio, 0) == b"Hello, World!\n"
+
+
+async def test_step4_native_timeout(tutorial: Any, backend_name: str) -> None:
+    step4 = tutorial("step4_timeouts")
+    ask = step4.ask_trio if backend_name == "trio" else step4.ask_asyncio
+    assert await step4.main(ask, 0) == b"Hello, World!\n"
+
+
+async def test_step5_flow_control(tutorial: Any) -> None:
+    step5 = tutorial("step5_flow_control")
+    reply, most_buffered = await step5.main(0)
+    assert reply == f"received {len(step5.CHUNK) * step5.CHUNKS} bytes\n".encode()
+    # After drain() returns, at most the high-water mark (64 KiB) is waiting.
+    assert most_buffered <= 65536
+
+
+async def test_step6_graceful_shutdown(
+    tutorial: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    step6 = tutorial("step6_shutdown")
+    async with anyio.create_task_group() as task_group:
+        port = await task_group.start(step6.main, 0, 0.2)
+        leaving_reader, leaving_writer = await portastreams.open_connection(
+            "127.0.0.1", port
+        )
+        staying_reader, staying_writer = await portastreams.open_connection(
+            "127.0.0.1", port
+        )
+        leaving_writer.write(b"bye\n")
+        assert await leaving_reader.readline() == b"> bye\n"
+        leaving_writer.close()
+        await leaving_writer.wait_closed()
+        staying_writer.write(b"still here\n")
+        assert await staying_reader.readline() == b"> still here\n"
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        # After the grace period the server closes the connection it still has.
+        with anyio.fail_after(10):
+            assert await staying_reader.read() == b""
+        staying_writer.close()
+        await staying_writer.wait_closed()
+    # main() has returned: nothing listens on the port any more.
+    with pytest.raises(ConnectionRefusedError):
+        await portastreams.open_connection("127.0.0.1", port)
+    output = capsys.readouterr().out
+    assert "SIGTERM: shutting down" in output
+    assert output.endswith("Server stopped\n")
+
+
+async def test_step7_tls(
+    tutorial: Any, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    reply = await tutorial("step7_tls").main(*tls_contexts, 0)
+    assert reply.startswith(b"Hello, Alice, over TLSv1.")
+
+
+async def test_step7_tls_refuses_an_untrusted_server(
+    tutorial: Any, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_context, _ = tls_contexts
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await tutorial("step7_tls").main(server_context, ssl.create_default_context())
+
+
+async def test_step7_starttls(
+    tutorial: Any, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    reply = await tutorial("step7_starttls").main(*tls_contexts, 0)
+    assert reply == b"Hello, Bob, privately\n"
+
+
+# -- the porting guide's program: asyncio, trio, and AnyIO on every backend --
+
+
+def test_porting_asyncio_original(tutorial: Any) -> None:
+    main = tutorial("porting_asyncio").main
+    assert asyncio.run(main(0)) == [b"one\n", b"two\n"]
+
+
+def test_porting_trio_version(tutorial: Any) -> None:
+    assert trio.run(tutorial("porting_trio").main, 0) == [b"one\n", b"two\n"]
+
+
+async def test_porting_anyio_version(tutorial: Any) -> None:
+    assert await tutorial("porting_anyio").main(0) == [b"one\n", b"two\n"]
+
+
+# -- each file as a script ----------------------------------------------------
+
+
+def run_script(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", *args],
+        cwd=CODE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("step1_echo.py", "Received: b'Hello, World!\\n'\n"),
+        ("step1_unix.py", "Received: b'Hello over a Unix socket!\\n'\n"),
+        ("step2_lines.py", "b'HELLO\\n'\nb'ERR line too long\\n'\n"),
+        ("step3_frames.py", "b'truncated frame: 3 of 10 bytes'\n"),
+        ("step4_timeouts.py", "Received: b'Hello, World!\\n'\n"),
+        ("step5_flow_control.py", "b'received 4194304 bytes\\n'\n"),
+        ("step7_tls.py", "(('DNS', 'localhost'),)\n"),
+        ("step7_starttls.py", "Received b'Hello, Bob, privately\\n'"),
+        ("porting_asyncio.py", "[b'one\\n', b'two\\n']\n"),
+        ("porting_trio.py", "[b'one\\n', b'two\\n']\n"),
+        ("porting_anyio.py", "[b'one\\n', b'two\\n']\n"),
+    ],
+)
+def test_script(script: str, expected: str) -> None:
+    assert expected in run_script(script)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop", "trio"])
+def test_step1_backends_script(backend: str) -> None:
+    assert run_script("step1_backends.py", backend) == (
+        "Received: b'Hello, World!\\n'\n"
+    )
+
+
+def test_readme_example(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "readme_example.py"
+    for backend in ["asyncio", "trio"]:
+        script.write_text(example.replace('backend="trio"', f"backend={backend!r}"))
+        assert run_script(str(script)) == "b'HELLO, TRIO\\n'\n"
+
+
+def test_step6_script_stops_on_ctrl_c() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-u", "-W", "error", "step6_shutdown.py", "0"],
+        cwd=CODE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()
+        assert first_line.startswith("Serving on port ")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert err == ""
+    assert out == "SIGINT: shutting down\nServer stopped\n"
