@@ -4,9 +4,10 @@ Usage: python examples/echo_server.py --backend trio [--host 127.0.0.1] [--port 
 """
 
 import argparse
-import contextlib
+import signal
 
 import anyio
+import anyio.abc
 
 import portastreams
 
@@ -35,15 +36,30 @@ async def handle_echo(
     await writer.wait_closed()
 
 
+async def close_on_ctrl_c(
+    server: portastreams.Server,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    # Ctrl+C (or SIGTERM) closes the server: serve_forever() returns, the
+    # running handlers finish, and the program exits cleanly on every backend.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            server.close()
+            return
+
+
 async def main(host: str, port: int) -> None:
     server = await portastreams.start_server(handle_echo, host, port)
 
-    print(f"Serving on {server.sockets[0].getsockname()}")
+    async with server, anyio.create_task_group() as tg:
+        await tg.start(close_on_ctrl_c, server)
+        print(f"Serving on {server.sockets[0].getsockname()}", flush=True)
 
-    # Serve requests until Ctrl+C is pressed; leaving the block closes the
-    # server and waits for the running handlers.
-    async with server:
+        # Serve requests until Ctrl+C is pressed.
         await server.serve_forever()
+        tg.cancel_scope.cancel()
 
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,5 +69,4 @@ parser.add_argument("--port", type=int, default=8888)
 args = parser.parse_args()
 
 backend, options = BACKENDS[args.backend]
-with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C stops the server
-    anyio.run(main, args.host, args.port, backend=backend, backend_options=options)
+anyio.run(main, args.host, args.port, backend=backend, backend_options=options)

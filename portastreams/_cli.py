@@ -12,17 +12,20 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
+
+import anyio
+from anyio.abc import TaskStatus
 
 from . import __version__
 from ._demo import demo, show
 from ._reader import StreamReader
 from ._run import BACKENDS, is_available, run
-from ._server import start_server
+from ._server import Server, start_server
 from ._writer import StreamWriter
 
 __all__ = ["build_parser", "main"]
@@ -131,9 +134,26 @@ async def _handle_echo(reader: StreamReader, writer: StreamWriter) -> None:
 async def _serve_echo(backend: str, host: str, port: int) -> None:
     server = await start_server(_handle_echo, host, port)
     addresses = ", ".join(_address(sock.getsockname()) for sock in server.sockets)
-    _say(f"Serving on {addresses} with {backend}; Ctrl+C to stop")
-    async with server:
+    async with server, anyio.create_task_group() as task_group:
+        await task_group.start(_close_on_signal, server)
+        _say(f"Serving on {addresses} with {backend}; Ctrl+C to stop")
         await server.serve_forever()
+        task_group.cancel_scope.cancel()
+
+
+async def _close_on_signal(
+    server: Server, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Close ``server`` on Ctrl+C or SIGTERM, so that it shuts down gracefully.
+
+    A signal receiver rather than ``KeyboardInterrupt``: on Python 3.10 AnyIO's
+    asyncio runner reports Ctrl+C as ``CancelledError``.
+    """
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            server.close()
+            return
 
 
 def echo_server(backend: str, host: str, port: int) -> int:
@@ -141,7 +161,6 @@ def echo_server(backend: str, host: str, port: int) -> int:
     if not is_available(backend):
         print(f"backend {backend!r} is not installed", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    with contextlib.suppress(KeyboardInterrupt):
-        run(functools.partial(_serve_echo, backend, host, port), backend)
+    run(functools.partial(_serve_echo, backend, host, port), backend)
     _say("stopped")
     return 0
