@@ -368,7 +368,20 @@ class StreamTransport:
             with anyio.CancelScope() as scope:
                 self._flush_scope = scope
                 while not self._aborted:
-                    if queue:
+                    sock = self._direct_socket
+                    if queue and sock is not None:
+                        # Straight from the queue to the socket: no copy of
+                        # the chunk, no stream layer.
+                        await anyio.wait_writable(sock)
+                        try:
+                            with memoryview(queue) as view:
+                                sent = sock.send(view[:MAX_SEND_SIZE])
+                        except (BlockingIOError, InterruptedError):
+                            continue
+                        del queue[:sent]
+                        if self._paused and len(queue) <= self._low_water:
+                            self._resume()
+                    elif queue:
                         if len(queue) <= MAX_SEND_SIZE:
                             chunk = bytes(queue)
                             queue.clear()
@@ -382,8 +395,11 @@ class StreamTransport:
                             self._resume()
                     elif self._eof_requested and not self._eof_sent:
                         self._eof_sent = True
-                        assert isinstance(stream, ByteStream)
-                        await stream.send_eof()
+                        if sock is not None:
+                            sock.shutdown(socket.SHUT_WR)
+                        else:
+                            assert isinstance(stream, ByteStream)
+                            await stream.send_eof()
                     else:
                         break
         except Exception as exc:
