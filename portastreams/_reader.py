@@ -249,14 +249,15 @@ class StreamReader(ByteReceiveStream):
                 f"already waiting for incoming data"
             )
         if self._source is not None:
-            await self._receive_into_buffer(self._source, wanted)
+            size = min(max(wanted, self._receive_size), MAX_RECEIVE_SIZE)
+            self._buffer.extend(await self._receive(self._source, size))
             return
 
-        # Waiting for data while paused would deadlock (readexactly(n) with
-        # n > limit needs more than the pause threshold).
         if self._pending_error is not None:
             self._exception, self._pending_error = self._pending_error, None
             raise self._exception
+        # Waiting for data while paused would deadlock (readexactly(n) with
+        # n > limit needs more than the pause threshold).
         if self._paused:
             self._paused = False
             assert self._transport is not None
@@ -272,24 +273,24 @@ class StreamReader(ByteReceiveStream):
         if waiter.exception is not None:
             raise waiter.exception
 
-    async def _receive_into_buffer(
-        self, source: ByteReceiveStream, wanted: int
-    ) -> None:
+    async def _receive(self, source: ByteReceiveStream, size: int) -> bytes:
+        """One ``receive()`` from the source: ``b""`` (and EOF recorded) at its end.
+
+        A connection failure is recorded and raised as the builtin ``OSError``
+        asyncio code expects, AnyIO's error as ``__cause__``.
+        """
         self._waiter = _RECEIVING
         try:
-            chunk = await source.receive(
-                min(max(wanted, self._receive_size), MAX_RECEIVE_SIZE)
-            )
+            return await source.receive(size)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._core.eof = True
+            return b""
         except (anyio.BrokenResourceError, OSError) as exc:
             error = connection_error_from(exc)
             self._exception = error
             if error is exc:
                 raise
             raise error from exc
-        else:
-            self._buffer.extend(chunk)
         finally:
             self._waiter = None
 
@@ -382,28 +383,12 @@ class StreamReader(ByteReceiveStream):
             if source is not None and n >= self._receive_size and self._waiter is None:
                 # Nothing buffered and the caller takes a whole receive:
                 # hand the chunk over without copying it through the buffer.
-                return await self._receive_direct(source, n)
+                return await self._receive(source, min(n, MAX_RECEIVE_SIZE))
             while not self._buffer and not core.eof:
                 await self._wait_for_data("read")
         data = core.take(n)
         self._maybe_resume_transport()
         return data
-
-    async def _receive_direct(self, source: ByteReceiveStream, n: int) -> bytes:
-        self._waiter = _RECEIVING
-        try:
-            return await source.receive(min(n, MAX_RECEIVE_SIZE))
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._core.eof = True
-            return b""
-        except (anyio.BrokenResourceError, OSError) as exc:
-            error = connection_error_from(exc)
-            self._exception = error
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            self._waiter = None
 
     async def readexactly(self, n: int) -> bytes:
         """Read exactly ``n`` bytes.
