@@ -167,10 +167,6 @@ class StreamReaderProtocol(asyncio.Protocol):
         ssl_handshake_timeout: float | None,
     ) -> asyncio.Transport:
         """Upgrade with ``loop.start_tls``; return the TLS transport for the writer."""
-        if not isinstance(sslcontext, ssl.SSLContext):
-            raise TypeError(
-                f"sslcontext must be an ssl.SSLContext, not {type(sslcontext).__name__}"
-            )
         if self._transport is None or self._connection_lost:
             raise ConnectionResetError("Connection lost")
         await self._drain_helper()

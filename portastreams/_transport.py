@@ -323,10 +323,6 @@ class StreamTransport:
         Bytes the reader already buffered stay first in line (they arrived
         before the upgrade, in plain text); later bytes are decrypted.
         """
-        if not isinstance(sslcontext, ssl.SSLContext):
-            raise TypeError(
-                f"sslcontext must be an ssl.SSLContext, not {type(sslcontext).__name__}"
-            )
         timeout = handshake_timeout(ssl_handshake_timeout)
         if self.get_extra_info("ssl_object") is not None:
             raise RuntimeError("the connection already uses TLS")

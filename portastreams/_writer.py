@@ -154,6 +154,10 @@ class StreamWriter(ByteSendStream):
         ssl_handshake_timeout: float | None = None,
     ) -> None:
         """Upgrade the connection to TLS (``STARTTLS``-style protocols)."""
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(
+                f"sslcontext must be an ssl.SSLContext, not {type(sslcontext).__name__}"
+            )
         upgrade = getattr(self._protocol, "_start_tls", None)
         if upgrade is None:
             raise NotImplementedError(
