@@ -21,7 +21,35 @@ from ._protocol import StreamReaderProtocol
 from ._reader import StreamReader
 from ._writer import StreamWriter
 
-__all__ = ["can_open_natively", "open_native_connection", "open_native_unix_connection"]
+__all__ = [
+    "BufferedStreamReaderProtocol",
+    "can_open_natively",
+    "open_native_connection",
+    "open_native_unix_connection",
+]
+
+
+class BufferedStreamReaderProtocol(StreamReaderProtocol, asyncio.BufferedProtocol):
+    """The protocol of portastreams' own asyncio connections.
+
+    A ``BufferedProtocol``: the transport receives into one reusable buffer
+    (``recv_into``) instead of allocating a new ``bytes`` per receive --
+    asyncio's 256 KiB receive objects are large enough that every allocation
+    is an ``mmap``/``munmap`` pair. Receives are ``limit``-sized (at least
+    64 KiB), so a reader that keeps up never reaches the ``2 * limit`` pause
+    threshold and the transport is not paused and resumed per chunk.
+    """
+
+    def __init__(self, stream_reader: StreamReader, *, server_side: bool) -> None:
+        super().__init__(stream_reader, server_side=server_side)
+        self._receive_buffer = bytearray(max(stream_reader._limit, 2**16))
+        self._receive_view = memoryview(self._receive_buffer)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._receive_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._reader.feed_data(self._receive_view[:nbytes])
 
 
 def can_open_natively(happy_eyeballs_delay: float | None) -> bool:
@@ -48,7 +76,7 @@ async def open_native_connection(
     """``asyncio.open_connection`` with portastreams' reader and writer."""
     loop = asyncio.get_running_loop()
     reader = StreamReader(limit=limit)
-    protocol = StreamReaderProtocol(reader, loop=loop, server_side=False)
+    protocol = BufferedStreamReaderProtocol(reader, server_side=False)
     options: dict[str, Any] = {"local_addr": local_addr, "sock": sock}
     if happy_eyeballs_delay is not None:
         options["happy_eyeballs_delay"] = happy_eyeballs_delay
@@ -67,7 +95,7 @@ async def open_native_unix_connection(
     """``asyncio.open_unix_connection`` with portastreams' reader and writer."""
     loop = asyncio.get_running_loop()
     reader = StreamReader(limit=limit)
-    protocol = StreamReaderProtocol(reader, loop=loop, server_side=False)
+    protocol = BufferedStreamReaderProtocol(reader, server_side=False)
     transport, _ = await loop.create_unix_connection(
         lambda: protocol, cast("Any", path), sock=sock
     )
