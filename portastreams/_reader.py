@@ -55,43 +55,21 @@ class ReadTransport(Protocol):
     def resume_reading(self) -> None: ...
 
 
-class _FeedWaiter:
-    """One wait of a fed reader, woken with ``None`` or an exception.
+class _EventWaiter:
+    """One wait of a fed reader outside asyncio, woken with ``None`` or an exception.
 
-    On asyncio it is a bare future, exactly what asyncio's own reader awaits
-    (an AnyIO event would add a layer per wait); elsewhere an AnyIO event.
+    On asyncio the waiter is a bare future instead, exactly what asyncio's own
+    reader awaits: an object around it costs as much as the wait itself.
     """
 
-    __slots__ = ("event", "exception", "future")
+    __slots__ = ("event", "exception")
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self) -> None:
+        self.event = anyio.Event()
         self.exception: BaseException | None = None
-        self.future: asyncio.Future[None] | None = None
-        self.event: anyio.Event | None = None
-        if backend == "asyncio":
-            self.future = asyncio.get_running_loop().create_future()
-        else:
-            self.event = anyio.Event()
-
-    def wake(self, exception: BaseException | None = None) -> None:
-        self.exception = exception
-        if self.future is not None:
-            if not self.future.done():
-                self.future.set_result(None)
-        else:
-            assert self.event is not None
-            self.event.set()
-
-    async def wait(self) -> None:
-        if self.future is not None:
-            await self.future
-        else:
-            assert self.event is not None
-            await self.event.wait()
 
     def __repr__(self) -> str:
-        woken = self.future.done() if self.future is not None else self.event.is_set()  # type: ignore[union-attr]
-        return f"<waiter {'woken' if woken else 'pending'}>"
+        return f"<waiter {'woken' if self.event.is_set() else 'pending'}>"
 
 
 class _SourceWait:
@@ -133,7 +111,7 @@ class StreamReader(ByteReceiveStream):
         #: The buffered bytes (the same bytearray as ``self._core.data``).
         self._buffer: Final = self._core.data
         self._exception: BaseException | None = None
-        self._waiter: _FeedWaiter | _SourceWait | None = None
+        self._waiter: asyncio.Future[None] | _EventWaiter | _SourceWait | None = None
         self._transport: ReadTransport | None = None
         self._paused = False
         self._source: ByteReceiveStream | None = None
@@ -165,10 +143,7 @@ class StreamReader(ByteReceiveStream):
     def set_exception(self, exc: BaseException) -> None:
         """Make every following read raise ``exc``; a waiting read raises it now."""
         self._exception = exc
-        waiter = self._waiter
-        if isinstance(waiter, _FeedWaiter):
-            self._waiter = None
-            waiter.wake(exc)
+        self._wake_waiter(exc)
 
     def _connection_lost(self, exc: BaseException) -> None:
         """The connection failed: reads get what is buffered, then ``exc``.
@@ -184,10 +159,22 @@ class StreamReader(ByteReceiveStream):
         self._wakeup_waiter()
 
     def _wakeup_waiter(self) -> None:
+        self._wake_waiter(None)
+
+    def _wake_waiter(self, exc: BaseException | None) -> None:
+        """Wake a fed read that waits, with ``exc`` to raise, or ``None``."""
         waiter = self._waiter
-        if isinstance(waiter, _FeedWaiter):
-            self._waiter = None
-            waiter.wake()
+        if waiter is None or waiter is _RECEIVING:
+            return
+        self._waiter = None
+        if isinstance(waiter, _EventWaiter):
+            waiter.exception = exc
+            waiter.event.set()
+        elif isinstance(waiter, asyncio.Future) and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
 
     def set_transport(self, transport: ReadTransport) -> None:
         """Attach the transport whose reading is paused while the buffer is full."""
@@ -264,9 +251,17 @@ class StreamReader(ByteReceiveStream):
             self._transport.resume_reading()
         if self._backend is None:
             self._backend = running_backend()
-        waiter = self._waiter = _FeedWaiter(self._backend)
+        if self._backend == "asyncio":
+            future = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await future
+            finally:
+                if self._waiter is future:
+                    self._waiter = None
+            return
+        waiter = self._waiter = _EventWaiter()
         try:
-            await waiter.wait()
+            await waiter.event.wait()
         finally:
             if self._waiter is waiter:
                 self._waiter = None
