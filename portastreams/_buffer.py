@@ -95,6 +95,15 @@ class SeparatorSearch:
             raise ValueError("Separator should be at least one-byte string")
         self.offset = 0
 
+    @classmethod
+    def newline(cls) -> SeparatorSearch:
+        """The search ``readline()`` makes, built without re-validating ``b"\\n"``."""
+        search = cls.__new__(cls)
+        search.separators = _NEWLINE
+        search.min_len = search.max_len = 1
+        search.offset = 0
+        return search
+
     def step(self, buffer: ReadBuffer) -> int | None:
         """Return where the earliest-ending match ends, or ``None`` if more data is needed.
 
@@ -108,13 +117,20 @@ class SeparatorSearch:
         if buflen - self.offset >= self.min_len:
             match_start = -1
             match_end = -1
-            for sep in self.separators:
-                start = data.find(sep, self.offset)
-                if start != -1:
-                    end = start + len(sep)
-                    if match_end == -1 or end < match_end:
-                        match_end = end
-                        match_start = start
+            separators = self.separators
+            if len(separators) == 1:
+                sep = separators[0]
+                match_start = data.find(sep, self.offset)
+                if match_start != -1:
+                    match_end = match_start + len(sep)
+            else:
+                for sep in separators:
+                    start = data.find(sep, self.offset)
+                    if start != -1:
+                        end = start + len(sep)
+                        if match_end == -1 or end < match_end:
+                            match_end = end
+                            match_start = start
             if match_end != -1:
                 if match_start > buffer.limit:
                     raise LimitOverrunError(
@@ -130,6 +146,9 @@ class SeparatorSearch:
         if buffer.eof:
             raise IncompleteReadError(buffer.take(buflen), None)
         return None
+
+
+_NEWLINE: Final = [b"\n"]
 
 
 def _checked_len(separator: object) -> int:

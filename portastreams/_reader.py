@@ -316,7 +316,7 @@ class StreamReader(ByteReceiveStream):
         try:
             # "readuntil": CPython's readline() waits inside readuntil(), and
             # that is the name its "already waiting" RuntimeError gives.
-            return await self._readuntil(SeparatorSearch(b"\n"), "readuntil")
+            return await self._readuntil(SeparatorSearch.newline(), "readuntil")
         # asyncio's classes, not only ours: an exception given to
         # set_exception() is re-raised here, and CPython's readline() turns
         # any IncompleteReadError / LimitOverrunError into its result.
