@@ -495,7 +495,7 @@ def write_rst(
     """A results page: method, workloads, contenders, plot, tables, machine."""
     machine = meta_data["machine"]
     versions = machine["versions"]
-    out = [":orphan:", "", "Benchmarks", "==========", ""]
+    out = ["Benchmarks", "==========", ""]
     out += _paragraphs(INTRODUCTION)
     out += [".. note::", ""]
     out += _paragraphs(PIN_NOTE, indent="   ")
