@@ -49,12 +49,6 @@ class ReadBuffer:
         del data[:n]
         return chunk
 
-    def read_step(self, n: int) -> bytes | None:
-        """``read(n)`` for ``n > 0``: up to ``n`` bytes once any are held or at EOF."""
-        if self.data or self.eof:
-            return self.take(n)
-        return None
-
     def readexactly_step(self, n: int) -> bytes | None:
         """``readexactly(n)``: exactly ``n`` bytes, or ``IncompleteReadError`` at EOF.
 

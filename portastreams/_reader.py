@@ -398,10 +398,11 @@ class StreamReader(ByteReceiveStream):
         if n == 0:
             return b""
         buffer = self._buffer
-        if len(buffer) == n:
+        buffered = len(buffer)
+        if buffered == n:
             data = bytes(buffer)
             buffer.clear()
-        elif len(buffer) > n:
+        elif buffered > n:
             data = bytes(buffer[:n])
             del buffer[:n]
         else:

@@ -176,7 +176,7 @@ class StreamTransport:
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
-                self._connection_lost(exc)
+                self._lose_connection(exc)
                 return
             if sent == len(data):
                 return
@@ -210,7 +210,7 @@ class StreamTransport:
             try:
                 sock.shutdown(socket.SHUT_WR)
             except OSError as exc:
-                self._connection_lost(exc)
+                self._lose_connection(exc)
             return
         self._start_flushing()
 
@@ -399,7 +399,7 @@ class StreamTransport:
                     else:
                         break
         except Exception as exc:
-            self._connection_lost(_chained(connection_error_from(exc), exc))
+            self._lose_connection(_chained(connection_error_from(exc), exc))
         finally:
             self._in_flight = 0
             self._flush_scope = None
@@ -435,7 +435,7 @@ class StreamTransport:
         if self._closed_event is not None:
             self._closed_event.set()
 
-    def _connection_lost(self, exc: BaseException) -> None:
+    def _lose_connection(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
         self._queue.clear()

@@ -105,8 +105,7 @@ class StreamWriter(ByteSendStream):
         asyncio's drop the data and let ``drain()`` report the loss, which
         is what portable code expects: do as asyncio.
         """
-        # ``is True``: StreamTransport has a method of that name.
-        return getattr(self._protocol, "_connection_lost", False) is True
+        return bool(getattr(self._protocol, "_connection_lost", False))
 
     def write_eof(self) -> None:
         """Half-close: the peer reads EOF after everything written so far."""
