@@ -7,23 +7,34 @@ data arrives. This is exactly how ``asyncio.open_connection`` is built, so
 portastreams pays what asyncio pays and no more: no task per write, no
 pause/resume of the transport per receive.
 
-TLS connections and every connection on trio take the AnyIO stream path; the
-two paths share the reader, the writer and their semantics.
+Every asyncio connection takes this path: plain and TLS, client and server
+side (accepted sockets go to ``loop.connect_accepted_socket``), and
+``start_tls`` is the loop's own. What asyncio does at a failure point is then
+what portastreams does, by construction. Connections on trio, and
+:func:`portastreams.wrap_stream`, take the AnyIO stream path
+(:mod:`portastreams._transport`); both paths share the reader and the writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from typing import Any, cast
 
 from ._protocol import StreamReaderProtocol
 from ._reader import StreamReader
+from ._tls import (
+    handshake_timeout,
+    native_shutdown_option,
+    translate_handshake_timeout,
+)
 from ._writer import StreamWriter
 
 __all__ = [
     "BufferedStreamReaderProtocol",
+    "accept_native_connection",
     "can_open_natively",
     "open_native_connection",
     "open_native_unix_connection",
@@ -85,14 +96,44 @@ def can_open_natively(happy_eyeballs_delay: float | None) -> bool:
     return not loop_module.startswith("uvloop")
 
 
+def _tls_options(
+    context: ssl.SSLContext | None,
+    handshake: float | None,
+    shutdown: float | None,
+) -> dict[str, Any]:
+    if context is None:
+        return {}
+    return {
+        "ssl": context,
+        "ssl_handshake_timeout": handshake_timeout(handshake),
+        **native_shutdown_option(shutdown),
+    }
+
+
+def _native_pair(
+    transport: asyncio.BaseTransport,
+    protocol: BufferedStreamReaderProtocol,
+    reader: StreamReader,
+) -> tuple[StreamReader, StreamWriter]:
+    # asyncio's default water marks (64 KiB / 16 KiB): uvloop's transports
+    # start with a 16-byte low-water mark.
+    cast("asyncio.WriteTransport", transport).set_write_buffer_limits()
+    writer = StreamWriter(transport, protocol, reader)
+    return reader, writer
+
+
 async def open_native_connection(
     host: str | None,
     port: int | str | None,
     *,
     limit: int,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
     local_addr: tuple[str, int] | None,
     sock: socket.socket | None,
     happy_eyeballs_delay: float | None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
 ) -> tuple[StreamReader, StreamWriter]:
     """``asyncio.open_connection`` with portastreams' reader and writer."""
     loop = asyncio.get_running_loop()
@@ -101,24 +142,65 @@ async def open_native_connection(
     options: dict[str, Any] = {"local_addr": local_addr, "sock": sock}
     if happy_eyeballs_delay is not None:
         options["happy_eyeballs_delay"] = happy_eyeballs_delay
-    transport, _ = await loop.create_connection(
-        lambda: protocol, host, cast("Any", port), **options
+    options.update(
+        _tls_options(ssl_context, ssl_handshake_timeout, ssl_shutdown_timeout)
     )
-    # asyncio's default water marks (64 KiB / 16 KiB): uvloop's transports
-    # start with a 16-byte low-water mark.
-    transport.set_write_buffer_limits()
-    return reader, StreamWriter(transport, protocol, reader)
+    if ssl_context is not None:
+        options["server_hostname"] = server_hostname
+    try:
+        transport, _ = await loop.create_connection(
+            lambda: protocol, host, cast("Any", port), **options
+        )
+    except ConnectionAbortedError as exc:
+        translate_handshake_timeout(exc, ssl_handshake_timeout)
+        raise
+    return _native_pair(transport, protocol, reader)
 
 
 async def open_native_unix_connection(
-    path: str | bytes | None, *, limit: int, sock: socket.socket | None
+    path: str | bytes | None,
+    *,
+    limit: int,
+    sock: socket.socket | None,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
 ) -> tuple[StreamReader, StreamWriter]:
     """``asyncio.open_unix_connection`` with portastreams' reader and writer."""
     loop = asyncio.get_running_loop()
     reader = StreamReader(limit=limit)
     protocol = BufferedStreamReaderProtocol(reader, server_side=False)
-    transport, _ = await loop.create_unix_connection(
-        lambda: protocol, cast("Any", path), sock=sock
-    )
-    transport.set_write_buffer_limits()  # asyncio's defaults, also on uvloop
-    return reader, StreamWriter(transport, protocol, reader)
+    options = _tls_options(ssl_context, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if ssl_context is not None:
+        options["server_hostname"] = server_hostname
+    try:
+        transport, _ = await loop.create_unix_connection(
+            lambda: protocol, cast("Any", path), sock=sock, **options
+        )
+    except ConnectionAbortedError as exc:
+        translate_handshake_timeout(exc, ssl_handshake_timeout)
+        raise
+    return _native_pair(transport, protocol, reader)
+
+
+async def accept_native_connection(
+    sock: socket.socket,
+    *,
+    limit: int,
+    ssl_context: ssl.SSLContext | None,
+    ssl_handshake_timeout: float | None,
+) -> tuple[StreamReader, StreamWriter]:
+    """The pair of an accepted socket, on the loop's own transport (and TLS)."""
+    loop = asyncio.get_running_loop()
+    reader = StreamReader(limit=limit)
+    protocol = BufferedStreamReaderProtocol(reader, server_side=True)
+    options = _tls_options(ssl_context, ssl_handshake_timeout, None)
+    try:
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: protocol, sock, **options
+        )
+    except ConnectionAbortedError as exc:
+        translate_handshake_timeout(exc, ssl_handshake_timeout)
+        raise
+    return _native_pair(transport, protocol, reader)

@@ -25,7 +25,7 @@ from ._asyncio_native import (
 )
 from ._backend import running_backend
 from ._reader import DEFAULT_LIMIT, StreamReader
-from ._tls import handshake_timeout, wrap_tls
+from ._tls import handshake_timeout, shutdown_timeout
 from ._transport import StreamTransport
 from ._writer import StreamWriter
 
@@ -40,7 +40,6 @@ _DEFAULT_ONLY_KEYWORDS: Final[Mapping[str, object]] = {
     "loop": None,
     "interleave": None,
     "all_errors": False,
-    "ssl_shutdown_timeout": None,
 }
 
 
@@ -81,10 +80,38 @@ def wrap_stream(
 def make_pair(
     stream: ByteStream, limit: int, *, server_side: bool
 ) -> tuple[StreamReader, StreamWriter]:
-    """The reader and writer of one connection; ``server_side`` matters for start_tls."""
-    reader = StreamReader.from_stream(stream, limit=limit)
-    transport = StreamTransport(stream, running_backend(), server_side=server_side)
-    writer = StreamWriter(transport, transport, reader)
+    """The reader and writer of one connection over ``stream``, reading eagerly."""
+    reader = StreamReader(limit=limit)
+    transport = StreamTransport(
+        stream, running_backend(), reader, server_side=server_side
+    )
+    reader._attributes = transport
+    transport.start()
+    return reader, StreamWriter(transport, transport, reader)
+
+
+async def open_pair(
+    stream: ByteStream,
+    limit: int,
+    *,
+    server_side: bool,
+    ssl_context: ssl_module.SSLContext | None,
+    server_hostname: str | None,
+    ssl_handshake_timeout: float | None,
+    ssl_shutdown_timeout: float | None,
+) -> tuple[StreamReader, StreamWriter]:
+    """:func:`make_pair`, then the TLS handshake if there is a context.
+
+    On a failed handshake the stream is closed and the error raised.
+    """
+    reader, writer = make_pair(stream, limit, server_side=server_side)
+    if ssl_context is not None:
+        await writer.start_tls(
+            ssl_context,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
     return reader, writer
 
 
@@ -141,6 +168,7 @@ async def open_connection(
     sock: socket.socket | None = None,
     happy_eyeballs_delay: float | None = None,
     ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     **kwds: Any,
 ) -> tuple[StreamReader, StreamWriter]:
     """Connect over TCP (optionally TLS) and return a ``(reader, writer)`` pair.
@@ -155,33 +183,38 @@ async def open_connection(
     context = _client_ssl_context(ssl)
     if ssl_handshake_timeout is not None and context is None:
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-    timeout = handshake_timeout(ssl_handshake_timeout)
+    handshake_timeout(ssl_handshake_timeout)
+    if ssl_shutdown_timeout is not None and context is None:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+    shutdown_timeout(ssl_shutdown_timeout)
     if server_hostname is not None and context is None:
         raise ValueError("server_hostname is only meaningful with ssl")
     if sock is not None and (host is not None or port is not None):
         raise ValueError("host/port and sock can not be specified at the same time")
-    if (
-        context is None
-        and running_backend() == "asyncio"
-        and can_open_natively(happy_eyeballs_delay)
-    ):
+    if context is not None and server_hostname is None:
+        if host is None:
+            raise ValueError(
+                "You must set server_hostname when using ssl without a host"
+            )
+        server_hostname = host
+    if running_backend() == "asyncio" and can_open_natively(happy_eyeballs_delay):
         return await open_native_connection(
             host,
             port,
             limit=limit,
+            ssl_context=context,
+            server_hostname=server_hostname,
             local_addr=local_addr,
             sock=sock,
             happy_eyeballs_delay=happy_eyeballs_delay,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
     stream: ByteStream
     if sock is not None:
         if local_addr is not None:
             raise ValueError(
                 "local_addr and sock can not be specified at the same time"
-            )
-        if context is not None and server_hostname is None:
-            raise ValueError(
-                "You must set server_hostname when using ssl without a host"
             )
         if sock.family == socket.AF_UNIX:
             stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
@@ -211,16 +244,15 @@ async def open_connection(
             if error is exc:
                 raise
             raise error from exc
-    if context is not None:
-        hostname = server_hostname if server_hostname is not None else host
-        stream = await wrap_tls(
-            stream,
-            server_side=False,
-            context=context,
-            hostname=hostname,
-            timeout=timeout,
-        )
-    return make_pair(stream, limit, server_side=False)
+    return await open_pair(
+        stream,
+        limit,
+        server_side=False,
+        ssl_context=context,
+        server_hostname=server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+    )
 
 
 async def open_unix_connection(
@@ -231,6 +263,7 @@ async def open_unix_connection(
     sock: socket.socket | None = None,
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     **kwds: Any,
 ) -> tuple[StreamReader, StreamWriter]:
     """Connect to a Unix domain socket and return a ``(reader, writer)`` pair.
@@ -243,7 +276,10 @@ async def open_unix_connection(
     context = _client_ssl_context(ssl)
     if ssl_handshake_timeout is not None and context is None:
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-    timeout = handshake_timeout(ssl_handshake_timeout)
+    handshake_timeout(ssl_handshake_timeout)
+    if ssl_shutdown_timeout is not None and context is None:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+    shutdown_timeout(ssl_shutdown_timeout)
     if context is not None and not server_hostname:
         raise ValueError("you have to pass server_hostname when using ssl")
     if server_hostname is not None and context is None:
@@ -255,20 +291,28 @@ async def open_unix_connection(
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
     elif path is None:
         raise ValueError("no path and sock were specified")
-    if context is None and running_backend() == "asyncio":
-        return await open_native_unix_connection(path, limit=limit, sock=sock)
+    if running_backend() == "asyncio":
+        return await open_native_unix_connection(
+            path,
+            limit=limit,
+            sock=sock,
+            ssl_context=context,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
     stream: ByteStream
     if sock is not None:
         stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
     else:
         assert path is not None
         stream = await anyio.connect_unix(path)
-    if context is not None:
-        stream = await wrap_tls(
-            stream,
-            server_side=False,
-            context=context,
-            hostname=server_hostname,
-            timeout=timeout,
-        )
-    return make_pair(stream, limit, server_side=False)
+    return await open_pair(
+        stream,
+        limit,
+        server_side=False,
+        ssl_context=context,
+        server_hostname=server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+    )

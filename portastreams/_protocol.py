@@ -19,10 +19,13 @@ import sys
 from collections import deque
 from typing import Any, cast
 
-import anyio
-
+from ._extra import native_extra_attributes
 from ._reader import StreamReader
-from ._tls import handshake_timeout
+from ._tls import (
+    handshake_timeout,
+    native_shutdown_option,
+    translate_handshake_timeout,
+)
 from ._writer import StreamWriter
 
 __all__ = ["StreamReaderProtocol"]
@@ -54,6 +57,7 @@ class StreamReaderProtocol(asyncio.Protocol):
                 "or wrap_stream() instead."
             )
         self._reader = stream_reader
+        stream_reader._attributes = self
         self._client_connected_cb = client_connected_cb
         self._server_side = (
             client_connected_cb is not None if server_side is None else server_side
@@ -67,6 +71,9 @@ class StreamReaderProtocol(asyncio.Protocol):
         self._lost_exception: BaseException | None = None
         self._drain_waiters: deque[asyncio.Future[None]] = deque()
         self._closed: asyncio.Future[None] | None = None
+        self._lingering = False
+        self._over_ssl = False
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     def _get_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -79,6 +86,7 @@ class StreamReaderProtocol(asyncio.Protocol):
         # Not an isinstance() check: uvloop's transports do not subclass
         # asyncio.Transport.
         self._transport = cast("asyncio.Transport", transport)
+        self._over_ssl = transport.get_extra_info("sslcontext") is not None
         self._reader.set_transport(self._transport)
         self._closed = self._get_loop().create_future()
         if self._client_connected_cb is not None:
@@ -105,10 +113,11 @@ class StreamReaderProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._reader.feed_eof()
+        if self._lingering:
+            return False  # the graceful close is complete: let it close
         # Keep a plain transport open for writing (half-close), as asyncio
         # does; TLS has no half-close, so let it close.
-        transport = self._transport
-        return transport is None or transport.get_extra_info("sslcontext") is None
+        return not self._over_ssl
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if exc is None:
@@ -118,6 +127,9 @@ class StreamReaderProtocol(asyncio.Protocol):
             self._reader._connection_lost(exc)
         self._connection_lost = True
         self._lost_exception = exc
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         closed = self._closed
         if closed is not None and not closed.done():
             closed.set_result(None)
@@ -142,6 +154,29 @@ class StreamReaderProtocol(asyncio.Protocol):
 
     # -- what StreamWriter awaits -----------------------------------------
 
+    def _close_gracefully(self, timeout: float) -> None:
+        """Half-close, then close when the peer's EOF arrives (or after ``timeout``)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._lingering:
+            return
+        if self._reader._core.eof or not transport.can_write_eof():
+            # The peer is done sending, or TLS (whose close already sends
+            # close_notify and waits for the peer's).
+            transport.close()
+            return
+        self._lingering = True
+        transport.write_eof()
+        if self._paused_reading_for_linger():
+            transport.resume_reading()
+        self._linger_timer = self._get_loop().call_later(timeout, transport.close)
+
+    def _paused_reading_for_linger(self) -> bool:
+        reader = self._reader
+        if reader._paused:
+            reader._paused = False
+            return True
+        return False
+
     async def _drain_helper(self) -> None:
         if self._connection_lost:
             raise ConnectionResetError("Connection lost")
@@ -165,33 +200,44 @@ class StreamReaderProtocol(asyncio.Protocol):
         *,
         server_hostname: str | None,
         ssl_handshake_timeout: float | None,
+        ssl_shutdown_timeout: float | None = None,
     ) -> asyncio.Transport:
         """Upgrade with ``loop.start_tls``; return the TLS transport for the writer."""
         if self._transport is None or self._connection_lost:
             raise ConnectionResetError("Connection lost")
         await self._drain_helper()
         timeout = handshake_timeout(ssl_handshake_timeout)
-        # Our own deadline, so that a slow handshake is a TimeoutError on every
-        # backend (asyncio's own timer, set later, says ConnectionAbortedError).
+        shutdown_option: dict[str, Any] = native_shutdown_option(ssl_shutdown_timeout)
         try:
-            with anyio.fail_after(timeout):
-                transport = await self._get_loop().start_tls(
-                    self._transport,
-                    self,
-                    sslcontext,
-                    server_side=self._server_side,
-                    server_hostname=server_hostname,
-                    ssl_handshake_timeout=timeout + 1.0,
-                )
-        except BaseException:
+            transport = await self._get_loop().start_tls(
+                self._transport,
+                self,
+                sslcontext,
+                server_side=self._server_side,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=timeout,
+                **shutdown_option,
+            )
+        except BaseException as exc:
             # asyncio closes the socket under a failed handshake without
             # telling this protocol; wait_closed() must still return.
             if not self._connection_lost:
-                self.connection_lost(ConnectionAbortedError("TLS handshake failed"))
+                lost = exc if isinstance(exc, OSError) else ConnectionResetError()
+                self.connection_lost(lost)
+            translate_handshake_timeout(exc, ssl_handshake_timeout)
             raise
         assert transport is not None
         self._transport = transport
+        self._over_ssl = True
         return transport
+
+    @property
+    def extra_attributes(self) -> Any:
+        """AnyIO typed attributes of the connection (empty once it is lost)."""
+        transport = self._transport
+        if transport is None:
+            return {}
+        return native_extra_attributes(transport.get_extra_info, self._server_side)
 
     async def _wait_closed(self) -> None:
         if self._closed is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 from anyio.abc import ByteReceiveStream
@@ -34,8 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from typing_extensions import Self
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["DEFAULT_LIMIT", "StreamReader"]
 
@@ -53,6 +52,11 @@ class ReadTransport(Protocol):
 
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
+
+
+class _AttributeProvider(Protocol):
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]: ...
 
 
 class _EventWaiter:
@@ -118,6 +122,8 @@ class StreamReader(ByteReceiveStream):
         self._receive_size = max(limit, MIN_RECEIVE_SIZE)
         self._backend: Backend | None = None
         self._pending_error: BaseException | None = None
+        #: The connection whose typed attributes the reader reports.
+        self._attributes: _AttributeProvider | None = None
 
     # -- construction for source mode ------------------------------------
 
@@ -137,8 +143,13 @@ class StreamReader(ByteReceiveStream):
     # -- feed mode ---------------------------------------------------------
 
     def exception(self) -> BaseException | None:
-        """Return the exception set by :meth:`set_exception` or a failed receive."""
-        return self._exception
+        """Return the connection's error, or the one given to :meth:`set_exception`.
+
+        A connection error is reported here as soon as it happens, as asyncio
+        does, even while bytes that arrived before it are still buffered
+        (reads return those first; asyncio's would drop them).
+        """
+        return self._exception or self._pending_error
 
     def set_exception(self, exc: BaseException) -> None:
         """Make every following read raise ``exc``; a waiting read raises it now."""
@@ -453,6 +464,8 @@ class StreamReader(ByteReceiveStream):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        if self._attributes is not None:
+            return self._attributes.extra_attributes
         if self._source is not None:
             return self._source.extra_attributes
         return {}

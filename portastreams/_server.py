@@ -20,26 +20,23 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import select
 import socket
 import ssl as ssl_module
 import stat
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Final
 
 import anyio
-from anyio.abc import (
-    ByteStream,
-    SocketAttribute,
-    SocketListener,
-    TaskGroup,
-    TaskStatus,
-)
+from anyio.abc import TaskGroup, TaskStatus
 
+from ._asyncio_native import accept_native_connection
 from ._backend import running_backend, spawn_detached
-from ._connections import check_keywords, check_limit, make_pair
+from ._connections import check_keywords, check_limit, open_pair
+from ._listeners import accept_connections, bind_tcp_sockets, bind_unix_socket
 from ._reader import DEFAULT_LIMIT, StreamReader
-from ._tls import handshake_timeout, wrap_tls
+from ._tls import handshake_timeout
 from ._writer import StreamWriter
 
 __all__ = ["ClientConnectedCallback", "Server", "start_server", "start_unix_server"]
@@ -48,37 +45,43 @@ logger = logging.getLogger("portastreams")
 
 ClientConnectedCallback = Callable[[StreamReader, StreamWriter], Awaitable[None] | None]
 
-#: How long to pause accepting after an error such as EMFILE.
-ACCEPT_ERROR_PAUSE = 0.1
+#: How long a connection may wait on a server nobody serves before a warning.
+NOT_SERVING_WARNING_DELAY: Final = 1.0
+#: How long a graceful ``close_clients()`` waits for a peer to finish sending.
+LINGER_TIMEOUT: Final = 5.0
 
 
 class Server:
     """A listening server, as returned by :func:`start_server`.
 
-    Use it as an async context manager (the body runs while the server
-    serves; leaving closes it and waits for the handlers) and/or call
-    :meth:`serve_forever`, also as ``await task_group.start(server.serve_forever)``.
+    Connections are accepted, and handlers run, only while the server is
+    served: inside ``async with server:`` (the body runs while the server
+    serves; leaving closes it and waits for the handlers) or inside
+    ``await server.serve_forever()`` (also as
+    ``await task_group.start(server.serve_forever)``). Clients that connect
+    before that wait in the kernel's queue; if one waits for long on a server
+    nobody serves, a warning on the ``portastreams`` logger says so.
     """
 
     def __init__(
         self,
-        listeners: Sequence[SocketListener],
+        sockets: Sequence[socket.socket],
         client_connected_cb: ClientConnectedCallback,
         *,
         limit: int,
+        backlog: int,
         ssl_context: ssl_module.SSLContext | None,
         ssl_handshake_timeout: float | None,
         start_serving: bool,
         unix_path: str | None = None,
     ) -> None:
-        self._listeners = list(listeners)
-        self._sockets: tuple[socket.socket, ...] = tuple(
-            listener.extra(SocketAttribute.raw_socket) for listener in listeners
-        )
+        self._sockets: tuple[socket.socket, ...] = tuple(sockets)
         self._callback = client_connected_cb
         self._limit = limit
+        self._backlog = backlog
         self._ssl_context = ssl_context
-        self._ssl_handshake_timeout = handshake_timeout(ssl_handshake_timeout)
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        handshake_timeout(ssl_handshake_timeout)  # validate
         self._start_serving_on_enter = start_serving
         self._unix_path = unix_path
         self._unix_stat = _socket_identity(unix_path)
@@ -87,13 +90,17 @@ class Server:
         self._accept_scope: anyio.CancelScope | None = None
         self._serving = False
         self._closed = False
-        self._listeners_closed = False
-        self._closing_listeners: anyio.Event | None = None
         self._serve_forever_running = False
         self._connections: set[StreamWriter] = set()
+        #: Connections the server itself closed or aborted: their handlers'
+        #: connection errors are the server's doing, not the handler's.
+        self._closed_by_server: set[StreamWriter] = set()
         self._handlers = 0
         self._close_event: anyio.Event | None = None
         self._idle_event: anyio.Event | None = None
+        self._watchdog_scope: anyio.CancelScope | None = None
+        if start_serving:
+            self._start_watchdog()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} sockets={self.sockets!r}>"
@@ -160,8 +167,6 @@ class Server:
                     raise
         finally:
             self._task_group = None
-            with anyio.CancelScope(shield=True):
-                await self._close_listeners()
             self._maybe_idle()
         raise exc_val  # outside the except block: keeps its own __context__
 
@@ -218,95 +223,156 @@ class Server:
     async def _start_accepting(self, task_group: TaskGroup) -> None:
         if self._serving or self._closed:
             return
+        self._stop_watchdog()
         scope = self._accept_scope = anyio.CancelScope()
         self._serving = True
-        for listener in self._listeners:
-            task_group.start_soon(self._accept_loop, listener, task_group, scope)
+
+        def handle(connection: socket.socket) -> None:
+            self._handlers += 1
+            task_group.start_soon(self._run_handler, connection)
+
+        for sock in self._sockets:
+            task_group.start_soon(self._accept_loop, sock, handle, scope)
         await anyio.lowlevel.checkpoint()
 
     async def _accept_loop(
-        self, listener: SocketListener, task_group: TaskGroup, scope: anyio.CancelScope
+        self,
+        sock: socket.socket,
+        handle: Callable[[socket.socket], None],
+        scope: anyio.CancelScope,
     ) -> None:
         with scope:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    return
-                except OSError as exc:
-                    # EMFILE, ENOBUFS, ECONNABORTED...: the listener is fine.
-                    logger.warning("error accepting a connection: %r", exc)
-                    await anyio.sleep(ACCEPT_ERROR_PAUSE)
-                    continue
-                _pause_eager_reading(stream)
-                self._handlers += 1
-                task_group.start_soon(self._run_handler, stream)
+            await accept_connections(sock, self._backlog, handle)
 
-    async def _run_handler(self, stream: ByteStream) -> None:
+    async def _open(
+        self, connection: socket.socket
+    ) -> tuple[StreamReader, StreamWriter]:
+        """The reader and writer of an accepted socket (after the TLS handshake)."""
+        if self._backend == "asyncio":
+            return await accept_native_connection(
+                connection,
+                limit=self._limit,
+                ssl_context=self._ssl_context,
+                ssl_handshake_timeout=self._ssl_handshake_timeout,
+            )
+        stream: anyio.abc.SocketStream
+        if connection.family == socket.AF_UNIX:
+            stream = await anyio.abc.UNIXSocketStream.from_socket(connection)
+        else:
+            stream = await anyio.abc.SocketStream.from_socket(connection)
+        return await open_pair(
+            stream,
+            self._limit,
+            server_side=True,
+            ssl_context=self._ssl_context,
+            server_hostname=None,
+            ssl_handshake_timeout=self._ssl_handshake_timeout,
+            ssl_shutdown_timeout=None,
+        )
+
+    async def _run_handler(self, connection: socket.socket) -> None:
         writer: StreamWriter | None = None
         try:
-            if self._ssl_context is not None:
-                try:
-                    stream = await wrap_tls(
-                        stream,
-                        server_side=True,
-                        context=self._ssl_context,
-                        hostname=None,
-                        timeout=self._ssl_handshake_timeout,
-                    )
-                except Exception as exc:
-                    # A plain-text client, a bad certificate, a stalled
-                    # handshake: the client's problem, not the server's.
-                    logger.debug("TLS handshake with a client failed: %r", exc)
-                    return
-            reader, writer = make_pair(stream, self._limit, server_side=True)
+            try:
+                reader, writer = await self._open(connection)
+            except Exception as exc:
+                # A plain-text client, a bad certificate, a stalled handshake,
+                # no memory for the connection: the client's problem, or a
+                # passing one; never the server's end.
+                connection.close()
+                level = logging.ERROR if isinstance(exc, MemoryError) else logging.DEBUG
+                logger.log(level, "connection setup (TLS handshake) failed: %r", exc)
+                return
             self._connections.add(writer)
             result = self._callback(reader, writer)
             if inspect.isawaitable(result):
                 await result
-        except Exception:
-            logger.exception("Unhandled exception in client_connected_cb")
+        except Exception as exc:
+            self._log_handler_error(exc, writer)
         finally:
             if writer is not None:
                 self._connections.discard(writer)
+                self._closed_by_server.discard(writer)
                 writer.close()
             self._handlers -= 1
             self._maybe_idle()
 
+    def _log_handler_error(self, exc: Exception, writer: StreamWriter | None) -> None:
+        """Log what a handler raised: the user's error, not the library's plumbing.
+
+        A connection error after the server closed the connection itself is
+        the server's doing (debug). A peer's reset or hang-up is one line at
+        INFO, the traceback at DEBUG. Anything else is the handler's bug:
+        ERROR with the traceback, as asyncio logs it.
+        """
+        if isinstance(exc, ConnectionError) and writer is not None:
+            if writer in self._closed_by_server:
+                logger.debug("handler ended by the server's close: %r", exc)
+                return
+            peer = writer.get_extra_info("peername")
+            logger.info("connection from %s lost: %s", peer, _describe(exc))
+            logger.debug("connection error in client_connected_cb", exc_info=exc)
+            return
+        logger.error("Unhandled exception in client_connected_cb", exc_info=exc)
+
+    # -- the not-serving watchdog ----------------------------------------------
+
+    def _start_watchdog(self) -> None:
+        spawn_detached(
+            self._backend, self._watch_for_waiting_clients, "portastreams watchdog"
+        )
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog_scope is not None:
+            self._watchdog_scope.cancel()
+
+    async def _watch_for_waiting_clients(self) -> None:
+        """Warn once if clients queue up while nobody serves the server."""
+        with anyio.CancelScope() as scope:
+            self._watchdog_scope = scope
+            seen_waiting = False
+            while not (self._serving or self._closed):
+                await anyio.sleep(NOT_SERVING_WARNING_DELAY)
+                if self._is_serving_or_closed():
+                    break
+                waiting = _has_pending_connection(self._sockets)
+                if waiting and seen_waiting:
+                    logger.warning(
+                        "%r has connections waiting but is not accepting them: "
+                        "serve it with 'async with server:' or "
+                        "'await server.serve_forever()' (portastreams servers "
+                        "accept connections only while served)",
+                        self,
+                    )
+                    break
+                seen_waiting = waiting
+        self._watchdog_scope = None
+
+    def _is_serving_or_closed(self) -> bool:
+        return self._serving or self._closed
+
     # -- closing -------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop accepting connections and close the listening sockets.
+        """Stop accepting connections and close the listening sockets, now.
 
-        Running handlers continue; :meth:`wait_closed` waits for them.
+        A client connecting after ``close()`` returns is refused, as in
+        asyncio. Running handlers continue; :meth:`wait_closed` waits for them.
         """
         if self._closed:
             return
         self._closed = True
         self._serving = False
+        self._stop_watchdog()
         if self._close_event is not None:
             self._close_event.set()
         if self._accept_scope is not None:
             self._accept_scope.cancel()
-        # Close the listeners now (as asyncio does), also while serving: new
-        # clients are refused, and wait_closed() inside ``async with server:``
-        # does not wait for the block to end (it would deadlock).
-        spawn_detached(
-            self._backend, self._close_listeners, "portastreams server close"
-        )
-
-    async def _close_listeners(self) -> None:
-        if self._closing_listeners is not None:
-            # Already being closed (by close()): wait until that is done.
-            await self._closing_listeners.wait()
-            return
-        done = self._closing_listeners = anyio.Event()
-        with anyio.CancelScope(shield=True):
-            for listener in self._listeners:
-                await anyio.aclose_forcefully(listener)
+        for sock in self._sockets:
+            if sock.fileno() != -1:
+                anyio.notify_closing(sock)
+                sock.close()
         self._cleanup_unix_socket()
-        self._listeners_closed = True
-        done.set()
         self._maybe_idle()
 
     def _cleanup_unix_socket(self) -> None:
@@ -317,12 +383,7 @@ class Server:
             os.unlink(path)
 
     def _maybe_idle(self) -> None:
-        if (
-            self._idle_event is not None
-            and self._closed
-            and self._listeners_closed
-            and self._handlers == 0
-        ):
+        if self._idle_event is not None and self._closed and self._handlers == 0:
             self._idle_event.set()
 
     async def wait_closed(self) -> None:
@@ -331,7 +392,7 @@ class Server:
         On an open server this waits for :meth:`close` first, as asyncio does.
         """
         await self._wait_for_close()
-        if self._listeners_closed and self._handlers == 0:
+        if self._handlers == 0:
             await anyio.lowlevel.checkpoint()
             return
         if self._idle_event is None:
@@ -340,30 +401,35 @@ class Server:
         await self._idle_event.wait()
 
     def close_clients(self) -> None:
-        """Close every live connection (flushing what was written)."""
+        """Close every live connection gracefully.
+
+        What was written is sent, then writing is shut down, so well-behaved
+        peers read EOF (not a reset); each connection closes once its peer
+        has finished sending (or after a few seconds). Connection errors the
+        handlers see because of this are not logged as handler failures.
+        """
         for writer in list(self._connections):
-            writer.close()
+            self._closed_by_server.add(writer)
+            writer._close_gracefully(LINGER_TIMEOUT)
 
     def abort_clients(self) -> None:
         """Abort every live connection at once, dropping unsent data."""
         for writer in list(self._connections):
+            self._closed_by_server.add(writer)
             writer.transport.abort()
 
 
-def _pause_eager_reading(stream: ByteStream) -> None:
-    """Stop an accepted AnyIO asyncio TCP stream from reading ahead without limit.
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
-    AnyIO's asyncio ``connect_tcp()`` pauses its transport (``receive()``
-    resumes reading only while it waits), but its TCP listener's ``accept()``
-    does not: the transport then reads everything the client sends into an
-    unbounded queue, and a handler that does not read never pushes back on
-    its client. Pause it the way ``connect_tcp()`` does.
-    """
-    if type(stream).__module__ != "anyio._backends._asyncio":
-        return
-    transport = getattr(stream, "_transport", None)
-    if transport is not None and transport.is_reading():
-        transport.pause_reading()
+
+def _has_pending_connection(sockets: Iterable[socket.socket]) -> bool:
+    """True if a listening socket has a connection waiting to be accepted."""
+    open_sockets = [sock for sock in sockets if sock.fileno() != -1]
+    if not open_sockets:
+        return False
+    readable, _, _ = select.select(open_sockets, [], [], 0)
+    return bool(readable)
 
 
 def _socket_identity(path: str | None) -> tuple[int, int] | None:
@@ -379,20 +445,6 @@ def _socket_identity(path: str | None) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _refuse_non_socket(path: str) -> None:
-    """Raise if ``path`` exists and is not a socket (binding would replace it)."""
-    if path.startswith("\0"):
-        return
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise FileExistsError(
-            f"{path!r} exists and is not a socket; refusing to replace it"
-        )
-
-
 def _server_ssl_context(ssl: object) -> ssl_module.SSLContext | None:
     if ssl is None:
         return None
@@ -406,7 +458,7 @@ def _server_ssl_context(ssl: object) -> ssl_module.SSLContext | None:
 async def start_server(
     client_connected_cb: ClientConnectedCallback,
     host: str | Iterable[str] | None = None,
-    port: int | None = None,
+    port: int | str | None = None,
     *,
     limit: int = DEFAULT_LIMIT,
     family: int = socket.AF_UNSPEC,
@@ -420,60 +472,47 @@ async def start_server(
     ssl_handshake_timeout: float | None = None,
     **kwds: Any,
 ) -> Server:
-    """Bind a TCP server and return its :class:`Server`.
+    """Bind a TCP server and return its :class:`Server`; it accepts once served.
+
+    The listening sockets are bound when this returns, but connections are
+    accepted only inside ``async with server:`` or ``await
+    server.serve_forever()`` (structured concurrency: the handlers run in
+    tasks the server owns there). ``start_serving=False`` additionally waits
+    for :meth:`Server.start_serving` inside the block.
 
     ``client_connected_cb(reader, writer)`` is called for each connection,
-    as a plain function or a coroutine function. The server serves inside
-    ``async with server:`` or ``serve_forever()`` (see :class:`Server`).
+    as a plain function or a coroutine function; when it returns, the
+    connection is closed. ``host`` may be a list; ``port`` may be a string.
     """
     check_keywords("start_server", kwds)
     check_limit(limit)
     context = _server_ssl_context(ssl)
     if ssl_handshake_timeout is not None and context is None:
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-    if flags != socket.AI_PASSIVE:
-        raise NotImplementedError(
-            f"start_server(): flags={flags!r} is not supported by portastreams"
-        )
-    if reuse_address is False:
-        raise NotImplementedError(
-            "start_server(): reuse_address=False is not supported by portastreams "
-            "(SO_REUSEADDR is always set, as asyncio does by default on Unix)"
-        )
-    listeners: list[SocketListener] = []
+    handshake_timeout(ssl_handshake_timeout)
     if sock is not None:
         if host is not None or port is not None:
             raise ValueError("host/port and sock can not be specified at the same time")
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
         sock.listen(backlog)
-        listeners.append(await SocketListener.from_socket(sock))
+        sock.setblocking(False)
+        sockets = [sock]
     else:
-        hosts: list[str | None]
-        if host is None or host == "":
-            hosts = [None]
-        elif isinstance(host, str):
-            hosts = [host]
-        else:
-            hosts = list(host)
-        try:
-            for one_host in hosts:
-                multi = await anyio.create_tcp_listener(
-                    local_host=one_host,
-                    local_port=port or 0,
-                    family=cast("Any", family),
-                    backlog=backlog,
-                    reuse_port=bool(reuse_port),
-                )
-                listeners.extend(cast("list[SocketListener]", multi.listeners))
-        except BaseException:
-            for listener in listeners:
-                await anyio.aclose_forcefully(listener)
-            raise
+        sockets = await bind_tcp_sockets(
+            host,
+            port,
+            family=family,
+            flags=flags,
+            backlog=backlog,
+            reuse_address=reuse_address,
+            reuse_port=reuse_port,
+        )
     return Server(
-        listeners,
+        sockets,
         client_connected_cb,
         limit=limit,
+        backlog=backlog,
         ssl_context=context,
         ssl_handshake_timeout=ssl_handshake_timeout,
         start_serving=start_serving,
@@ -495,15 +534,17 @@ async def start_unix_server(
 ) -> Server:
     """Bind a Unix domain socket server and return its :class:`Server`.
 
-    A stale socket file at ``path`` is replaced, as asyncio does; any other
-    file there is an error. With ``cleanup_socket`` (the default) the socket
-    file is removed when the server closes, if it is still the server's own.
+    As :func:`start_server`, it accepts connections once served. A stale
+    socket file at ``path`` is replaced, as asyncio does; any other file
+    there is an error. With ``cleanup_socket`` (the default) the socket file
+    is removed when the server closes, if it is still the server's own.
     """
     check_keywords("start_unix_server", kwds)
     check_limit(limit)
     context = _server_ssl_context(ssl)
     if ssl_handshake_timeout is not None and context is None:
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    handshake_timeout(ssl_handshake_timeout)
     unix_path: str | None = None
     if sock is not None:
         if path is not None:
@@ -511,7 +552,7 @@ async def start_unix_server(
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
         sock.listen(backlog)
-        listener = await SocketListener.from_socket(sock)
+        sock.setblocking(False)
         name = sock.getsockname()
         if isinstance(name, str) and name:
             unix_path = name
@@ -519,12 +560,12 @@ async def start_unix_server(
         if path is None:
             raise ValueError("path was not specified, and no sock specified")
         unix_path = os.fspath(path)
-        _refuse_non_socket(unix_path)
-        listener = await anyio.create_unix_listener(unix_path, backlog=backlog)
+        sock = bind_unix_socket(unix_path, backlog)
     return Server(
-        [listener],
+        [sock],
         client_connected_cb,
         limit=limit,
+        backlog=backlog,
         ssl_context=context,
         ssl_handshake_timeout=ssl_handshake_timeout,
         start_serving=start_serving,

@@ -1,45 +1,57 @@
-"""``StreamTransport``: asyncio's write-transport contract over an AnyIO byte stream.
+"""``StreamTransport``: an asyncio transport over an AnyIO byte stream.
 
-asyncio promises that ``writer.write(data)`` is synchronous, never blocks, and
-that the data goes out without anybody awaiting ``drain()``:
-``write(); close()``, ``write(); write_eof()`` and ``write(); await sleep(1)``
-all deliver. An AnyIO stream only sends from an ``await``. This module bridges
-the two with the same design asyncio's selector transports use:
+This is the connection engine of every path that does not have an asyncio
+event loop's own transport underneath (everything on trio, and
+:func:`portastreams.wrap_stream` on any backend). It does what asyncio's
+selector and SSL transports do, so that the reader and writer on top behave
+the same on every path:
 
-1. **Synchronous fast path.** When nothing is queued and the stream is a plain
-   socket the transport may write to directly (AnyIO's trio socket streams,
-   which keep no user-space send buffer), ``write()`` calls the non-blocking
-   ``socket.send()`` at once. When the kernel takes everything -- the common
-   case -- a write costs one system call and no task switch.
-2. **Queue and flusher.** Whatever cannot be sent at once is appended to a
-   bytearray, and a *flusher* task is started if none runs. The flusher sends
-   the queue in order with ``await stream.send(...)``, then performs a pending
-   ``send_eof()`` and a pending close, and exits when there is nothing left.
-   It is a detached task (see :mod:`portastreams._backend`) because
-   ``write()``/``close()`` are synchronous and have no task group to use.
-   There is at most one flusher per transport, so ordering is by
-   construction: data, then EOF, then close.
+* **Eager reading.** A *receiver* task reads whatever arrives and feeds the
+  :class:`~portastreams.StreamReader` (feed mode), pausing while the reader
+  holds more than ``2 * limit`` bytes, exactly as asyncio's transport and
+  ``StreamReaderProtocol`` do. A peer's close or reset is therefore seen at
+  once -- ``reader.at_eof()``, ``reader.exception()``, ``writer.is_closing()``
+  answer without a read -- and a socket is never closed with unread data in
+  it (which would turn its close into a reset and lose the peer's data).
+* **Synchronous writes.** ``write()`` hands the data to the socket at once
+  when nothing is queued and the stream is a plain trio socket (a direct,
+  non-blocking ``send()``); whatever is left is queued, and a *flusher* task
+  sends the queue, then a pending EOF, then a pending close, in order.
+* **TLS as a state machine.** Over TLS the transport owns a sans-I/O
+  :class:`~portastreams._tls.TLSSession`: the receiver decrypts and the
+  writer encrypts synchronously, so only one task at a time touches the SSL
+  object and ciphertext leaves in the order it was made. ``start_tls``
+  installs a session in the middle of a connection.
 
-Flow control is asyncio's: the buffered size (queued plus in flight) above
-the high-water mark pauses writing, and ``drain()`` waits until it falls to
-the low-water mark. A send failure is the connection's failure: the queue is
-dropped, the stream closed, and every ``drain()`` raises the error.
+The receiver and flusher are *detached* tasks (see :mod:`portastreams._backend`)
+because ``write()``/``close()`` are synchronous and have no task group.
+Failures are the builtin ``OSError`` family, AnyIO's errors as ``__cause__``;
+an exception that is not a connection failure (a bug) is logged, never
+disguised as a reset.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import logging
 import socket
 import ssl
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-from anyio.abc import ByteSendStream, ByteStream, SocketAttribute
-from anyio.streams.tls import TLSAttribute, TLSStream
+from anyio.abc import ByteStream, SocketAttribute
 
 from ._backend import Backend, spawn_detached
 from ._exceptions import connection_error_from
-from ._tls import close_tls, handshake_timeout, wrap_tls
+from ._extra import connection_extra_info, tls_extra_attributes, tls_extra_info
+from ._tls import (
+    HandshakeTimeoutError,
+    TLSSession,
+    handshake_timeout,
+    shutdown_timeout,
+)
 
 if TYPE_CHECKING:
     from ._reader import StreamReader
@@ -53,57 +65,40 @@ DEFAULT_HIGH_WATER: Final = 64 * 1024
 #: The most the flusher hands to one ``send()``: small enough that ``drain()``
 #: waiters see the buffer shrink, large enough to amortise the await.
 MAX_SEND_SIZE: Final = 256 * 1024
-#: How long a graceful close (e.g. a TLS close_notify) may take before the
-#: stream is closed forcefully.
+#: How much the receiver asks for at a time.
+RECEIVE_SIZE: Final = 256 * 1024
+#: How long closing a stream may take before it is closed forcefully.
 CLOSE_TIMEOUT: Final = 30.0
 
-
-def _socket_extra_info(stream: ByteSendStream) -> dict[str, object]:
-    """``socket``/``peername``/``sockname``, read once so they outlive the socket."""
-    info: dict[str, object] = {}
-    sock = stream.extra(SocketAttribute.raw_socket, None)
-    if sock is None:
-        return info
-    info["socket"] = sock
-    try:
-        info["sockname"] = sock.getsockname()
-        info["peername"] = sock.getpeername()
-    except OSError:  # pragma: no cover - a socket that died before we looked
-        pass
-    return info
-
-
-def _tls_extra_info(stream: ByteSendStream, name: str) -> object:
-    ssl_object = stream.extra(TLSAttribute.ssl_object, None)
-    if ssl_object is None:
-        return None
-    if name == "ssl_object":
-        return ssl_object
-    if name == "sslcontext":
-        return ssl_object.context
-    if name == "peercert":
-        return ssl_object.getpeercert()
-    if name == "cipher":
-        return ssl_object.cipher()
-    if name == "compression":
-        return ssl_object.compression()
-    raise AssertionError(name)  # pragma: no cover
-
-
-_TLS_NAMES: Final = frozenset(
-    {"ssl_object", "sslcontext", "peercert", "cipher", "compression"}
+#: Errors that mean "the connection is gone", as opposed to a bug.
+CONNECTION_FAILURES: Final = (
+    OSError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    ssl.SSLError,
 )
 
 
-def direct_send_socket(
-    stream: ByteSendStream, backend: Backend
-) -> socket.socket | None:
-    """Return the socket ``write()`` may send on synchronously, if there is one.
+class State(enum.Enum):
+    """Where a transport is in its life; it only moves forward."""
 
-    Only AnyIO's own trio socket streams qualify: their ``send()`` is a plain
-    ``socket.send()`` loop, so bypassing it while nothing is queued keeps the
-    byte order. AnyIO's asyncio streams buffer inside an asyncio transport,
-    and TLS or user streams transform the data.
+    #: Reading and writing.
+    OPEN = "open"
+    #: ``close()`` was called, or the connection failed: sending what is
+    #: queued (unless aborted or failed), then closing the stream.
+    CLOSING = "closing"
+    #: The stream is closed.
+    CLOSED = "closed"
+
+
+def direct_socket(stream: ByteStream, backend: Backend) -> socket.socket | None:
+    """The socket a transport may use directly, bypassing the stream layer.
+
+    Only AnyIO's own trio socket streams qualify: their ``send()`` and
+    ``receive()`` are plain socket calls, so doing them ourselves while the
+    stream is not used keeps the byte order. AnyIO's asyncio streams buffer
+    inside an asyncio transport, and other streams transform the data.
     """
     if backend != "trio" or type(stream).__module__ != "anyio._backends._trio":
         return None
@@ -114,42 +109,113 @@ def direct_send_socket(
 
 
 class StreamTransport:
-    """The write side of a connection, with asyncio's ``WriteTransport`` API.
+    """One connection over an AnyIO byte stream, with asyncio's transport API.
 
     It owns ``stream``: closing the transport closes the stream, both
-    directions. ``writer.transport`` is this object.
+    directions. ``writer.transport`` is this object. Call :meth:`start` once
+    the reader is attached; :meth:`handshake` (before or after ``start``)
+    runs a TLS handshake over the stream.
     """
 
     def __init__(
-        self, stream: ByteSendStream, backend: Backend, *, server_side: bool = False
+        self,
+        stream: ByteStream,
+        backend: Backend,
+        reader: StreamReader,
+        *,
+        server_side: bool = False,
     ) -> None:
-        self._stream = stream
+        self._stream: Final = stream
         self._backend: Final = backend
+        self._reader: Final = reader
         self._server_side: Final = server_side
-        self._direct_socket = direct_send_socket(stream, backend)
-        self._can_write_eof = (
-            isinstance(stream, ByteStream)
-            and stream.extra(TLSAttribute.ssl_object, None) is None
-        )
-        self._extra = _socket_extra_info(stream)
+        self._socket = direct_socket(stream, backend)
+        self._tls: TLSSession | None = None
+        self._tls_ready: anyio.Event | None = None
+        self._tls_error: BaseException | None = None
+        self._pending_plaintext = bytearray()
+        self._extra: dict[str, object] = connection_extra_info(stream)
+        self._state = State.OPEN
+        self._error: BaseException | None = None
+        self._aborted = False
+        self._peer_eof = False
+        self._peer_eof_event: anyio.Event | None = None
+        # Writing.
         self._queue = bytearray()
         self._in_flight = 0
         self._eof_requested = False
         self._eof_sent = False
-        self._closing = False
-        self._aborted = False
-        self._closed = False
         self._flushing = False
         self._flush_scope: anyio.CancelScope | None = None
-        self._error: BaseException | None = None
         self._high_water = DEFAULT_HIGH_WATER
         self._low_water = DEFAULT_HIGH_WATER // 4
-        self._paused = False
+        self._write_paused = False
         self._drain_waiters: list[anyio.Event] = []
         self._closed_event: anyio.Event | None = None
         self._idle_waiters: list[anyio.Event] = []
+        self._shutdown_timeout = shutdown_timeout(None)
+        self._linger_timeout: float | None = None
+        self._stream_closing = False
+        # Reading.
+        self._receiving = False
+        self._receive_scope: anyio.CancelScope | None = None
+        self._read_paused = False
+        self._read_resumed: anyio.Event | None = None
+        self._receiver_done: anyio.Event | None = None
+        reader.set_transport(self)
 
-    # -- asyncio.WriteTransport -------------------------------------------
+    # -- starting ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start reading eagerly (once)."""
+        if not self._receiving and self._state is State.OPEN:
+            self._receiving = True
+            self._receiver_done = anyio.Event()
+            spawn_detached(self._backend, self._receive_loop, "portastreams receiver")
+
+    async def handshake(
+        self,
+        context: ssl.SSLContext,
+        *,
+        hostname: str | None,
+        timeout: float | None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> None:
+        """Switch to TLS and complete the handshake; bytes after it are encrypted.
+
+        Everything written before is sent first, in plain text; bytes the
+        reader already buffered stay first in line. On failure the connection
+        is aborted and the error raised: the certificate or protocol
+        ``ssl.SSLError``, ``ConnectionResetError`` if the peer hung up, or
+        :class:`~portastreams._tls.HandshakeTimeoutError`.
+        """
+        deadline = handshake_timeout(timeout)
+        self._shutdown_timeout = shutdown_timeout(ssl_shutdown_timeout)
+        if self._tls is not None:
+            raise RuntimeError("the connection already uses TLS")
+        await self._wait_until_flushed()
+        self._raise_if_closing()
+        session = self._tls = TLSSession(
+            context, server_side=self._server_side, hostname=hostname
+        )
+        ready = self._tls_ready = anyio.Event()
+        try:
+            with anyio.move_on_after(deadline) as scope:
+                self._advance_handshake()
+                self.start()
+                await ready.wait()
+        except BaseException:
+            self.abort()
+            raise
+        if scope.cancelled_caught:
+            self.abort()
+            raise HandshakeTimeoutError(deadline)
+        if self._tls_error is not None:
+            self.abort()
+            raise self._tls_error
+        assert session.handshake_done
+
+    # -- asyncio.WriteTransport ----------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` for sending, in order; never blocks.
@@ -165,11 +231,26 @@ class StreamTransport:
             )
         if self._eof_requested:
             raise RuntimeError("Cannot call write() after write_eof()")
-        if not data or self._closed or self._error is not None:
+        if not data or self._state is State.CLOSED or self._error is not None:
             return
-        if self._closing and not self._flushing:
+        if self._state is State.CLOSING and not self._flushing:
             return
-        sock = self._direct_socket
+        session = self._tls
+        if session is not None:
+            if not session.handshake_done or self._pending_plaintext:
+                self._pending_plaintext += data
+                self._after_queue_grew()
+                return
+            try:
+                data = session.encrypt(data)
+            except ssl.SSLError as exc:
+                self._lose_connection(exc)
+                return
+        self._send_now(data)
+
+    def _send_now(self, data: bytes | bytearray | memoryview) -> None:
+        """Hand bytes (ciphertext over TLS) to the socket, or queue them."""
+        sock = self._socket
         if sock is not None and not self._flushing:
             try:
                 sent = sock.send(data)
@@ -182,8 +263,11 @@ class StreamTransport:
                 return
             data = memoryview(data)[sent:]
         self._queue += data
-        if not self._paused and self.get_write_buffer_size() > self._high_water:
-            self._paused = True
+        self._after_queue_grew()
+
+    def _after_queue_grew(self) -> None:
+        if not self._write_paused and self.get_write_buffer_size() > self._high_water:
+            self._write_paused = True
         self._start_flushing()
 
     def writelines(self, list_of_data: Any) -> None:
@@ -193,18 +277,20 @@ class StreamTransport:
 
     def can_write_eof(self) -> bool:
         """True when the stream supports a half-close (not over TLS)."""
-        return self._can_write_eof
+        return self._tls is None and isinstance(self._stream, ByteStream)
 
     def write_eof(self) -> None:
         """Close the write direction after the queued data has been sent."""
-        if self._closing or self._eof_requested:
+        if self._state is not State.OPEN or self._eof_requested:
             return
-        if not self._can_write_eof:
+        if not self.can_write_eof():
             raise NotImplementedError(
                 f"{type(self._stream).__name__} does not support write_eof()"
+                if self._tls is None
+                else "SSL transports do not support write_eof()"
             )
         self._eof_requested = True
-        sock = self._direct_socket
+        sock = self._socket
         if sock is not None and not self._flushing:
             self._eof_sent = True
             try:
@@ -216,20 +302,30 @@ class StreamTransport:
 
     def is_closing(self) -> bool:
         """True once the transport is closing, closed, or its connection was lost."""
-        return self._closing
+        return self._state is not State.OPEN
 
     def close(self) -> None:
         """Send what is queued, then close the stream. Returns at once."""
-        if self._closing:
+        if self._state is not State.OPEN:
             return
-        self._closing = True
+        self._state = State.CLOSING
         self._start_flushing()
+
+    def _close_gracefully(self, timeout: float) -> None:
+        """Close, shutting down writing first and waiting for the peer's EOF."""
+        if self._state is not State.OPEN:
+            return
+        self._linger_timeout = timeout
+        self.close()
 
     def abort(self) -> None:
         """Close the stream at once, dropping whatever is queued."""
+        if self._state is State.CLOSED:
+            return
         self._queue.clear()
+        self._pending_plaintext.clear()
         self._aborted = True
-        self._closing = True
+        self._state = State.CLOSING
         if self._flush_scope is not None:
             self._flush_scope.cancel()
         self._start_flushing()
@@ -238,17 +334,25 @@ class StreamTransport:
         """asyncio's transport information, from the stream's typed attributes."""
         if name in self._extra:
             return self._extra[name]
-        if (
-            name in _TLS_NAMES
-            and self._stream.extra(TLSAttribute.ssl_object, None) is not None
-        ):
-            # As asyncio's SSL transport: known over TLS, even when None.
-            return _tls_extra_info(self._stream, name)
+        session = self._tls
+        if session is not None and session.handshake_done:
+            return tls_extra_info(session.ssl_object, name, default)
         return default
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        """AnyIO typed attributes: the stream's, plus TLS ones after ``start_tls``."""
+        attributes: dict[Any, Callable[[], Any]] = {**self._stream.extra_attributes}
+        session = self._tls
+        if session is not None and session.handshake_done:
+            attributes.update(
+                tls_extra_attributes(session.ssl_object, self._server_side)
+            )
+        return attributes
 
     def get_write_buffer_size(self) -> int:
         """Bytes written but not yet handed to the operating system."""
-        return len(self._queue) + self._in_flight
+        return len(self._queue) + self._in_flight + len(self._pending_plaintext)
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         """``(low, high)`` water marks, as asyncio."""
@@ -268,24 +372,42 @@ class StreamTransport:
         self._low_water = low
         size = self.get_write_buffer_size()
         if size > high:
-            self._paused = True
-        elif self._paused and size <= low:
-            self._resume()
+            self._write_paused = True
+        elif self._write_paused and size <= low:
+            self._resume_writing()
 
-    # -- what StreamWriter awaits -----------------------------------------
+    # -- asyncio.ReadTransport (what the reader calls) -------------------------
+
+    def pause_reading(self) -> None:
+        """Stop the receiver after its current chunk (the reader is full)."""
+        self._read_paused = True
+
+    def resume_reading(self) -> None:
+        """Let the receiver go on."""
+        self._read_paused = False
+        event = self._read_resumed
+        if event is not None:
+            self._read_resumed = None
+            event.set()
+
+    def is_reading(self) -> bool:
+        """True unless reading is paused or over."""
+        return self._receiving and not self._read_paused
+
+    # -- what StreamWriter awaits ----------------------------------------------
 
     async def _drain_helper(self) -> None:
         """Return once the buffer is at or below the low-water mark.
 
-        Raises the connection's error (``ConnectionResetError('Connection
-        lost')`` after a plain close) once it is gone.
+        Raises the connection's error, or ``ConnectionResetError('Connection
+        lost')`` once the transport was closed, as asyncio.
         """
-        if self._closing:
+        if self._state is not State.OPEN:
             # Let a close in progress finish, as asyncio lets connection_lost()
             # run, so that a write()/drain() loop notices the closed stream.
             await anyio.lowlevel.checkpoint()
-        self._raise_if_lost()
-        if not self._paused:
+            self._raise_if_closing()
+        if not self._write_paused:
             return
         event = anyio.Event()
         self._drain_waiters.append(event)
@@ -294,17 +416,19 @@ class StreamTransport:
         finally:
             if event in self._drain_waiters:
                 self._drain_waiters.remove(event)
-        self._raise_if_lost()
-
-    def _raise_if_lost(self) -> None:
         if self._error is not None:
             raise self._error
-        if self._closed:
+
+    def _raise_if_closing(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._state is not State.OPEN:
             raise ConnectionResetError("Connection lost")
 
     async def _wait_closed(self) -> None:
-        """Return once the stream has been closed (after :meth:`close`)."""
-        if self._closed:
+        """Return once the stream has been closed."""
+        if self._state is State.CLOSED:
+            await anyio.lowlevel.checkpoint()
             return
         if self._closed_event is None:
             self._closed_event = anyio.Event()
@@ -317,40 +441,151 @@ class StreamTransport:
         *,
         server_hostname: str | None,
         ssl_handshake_timeout: float | None,
+        ssl_shutdown_timeout: float | None = None,
     ) -> None:
-        """Upgrade to TLS in place, once everything written so far is sent.
-
-        Bytes the reader already buffered stay first in line (they arrived
-        before the upgrade, in plain text); later bytes are decrypted.
-        """
-        timeout = handshake_timeout(ssl_handshake_timeout)
-        if self.get_extra_info("ssl_object") is not None:
-            raise RuntimeError("the connection already uses TLS")
-        if reader is not None and reader._waiter is not None:
-            raise RuntimeError("start_tls() called while a read is waiting for data")
-        while self._flushing:
-            event = anyio.Event()
-            self._idle_waiters.append(event)
-            await event.wait()
-        if self._closing:
-            self._raise_if_lost()
-            raise ConnectionResetError("Connection lost")
-        stream = self._stream
-        assert isinstance(stream, ByteStream)
-        tls_stream = await wrap_tls(
-            stream,
-            server_side=self._server_side,
-            context=sslcontext,
+        """``StreamWriter.start_tls`` for this transport: see :meth:`handshake`."""
+        await self.handshake(
+            sslcontext,
             hostname=server_hostname,
-            timeout=timeout,
+            timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
-        self._stream = tls_stream
-        self._direct_socket = None
-        self._can_write_eof = False
-        if reader is not None:
-            reader._replace_source(tls_stream)
 
-    # -- the flusher -------------------------------------------------------
+    # -- the receiver ------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        try:
+            if self._stream_closing:
+                return
+            with anyio.CancelScope() as scope:
+                self._receive_scope = scope
+                await self._receive_until_eof()
+        except Exception as exc:
+            if self._aborted or self._stream_closing:
+                pass  # our own close pulled the stream from under the receiver
+            elif isinstance(exc, CONNECTION_FAILURES):
+                self._lose_connection(_as_connection_error(exc))
+            else:
+                logger.error("portastreams receiver failed", exc_info=exc)
+                self._lose_connection(_as_connection_error(exc))
+        finally:
+            self._receive_scope = None
+            self._receiving = False
+            if self._peer_eof_event is not None:
+                self._peer_eof_event.set()
+            if self._receiver_done is not None:
+                self._receiver_done.set()
+
+    async def _receive_until_eof(self) -> None:
+        sock = self._socket
+        if sock is not None:
+            import trio
+
+            wait_readable = trio.lowlevel.wait_readable
+            checkpoint = trio.lowlevel.checkpoint
+        while True:
+            if self._read_paused:
+                event = self._read_resumed = anyio.Event()
+                if self._read_paused:
+                    await event.wait()
+                continue
+            if sock is not None:
+                try:
+                    data = sock.recv(RECEIVE_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    await wait_readable(sock)
+                    continue
+                await checkpoint()
+            else:
+                try:
+                    data = await self._stream.receive(RECEIVE_SIZE)
+                except anyio.EndOfStream:
+                    data = b""
+            if not data:
+                self._on_peer_eof()
+                return
+            self._on_received(data)
+            if self._state is State.CLOSED:
+                return
+
+    def _on_received(self, data: bytes) -> None:
+        session = self._tls
+        if session is None:
+            if not self._reader._core.eof:
+                self._reader.feed_data(data)
+            return
+        session.receive(data)
+        self._decrypt(session)
+
+    def _decrypt(self, session: TLSSession) -> None:
+        if not session.handshake_done:
+            self._advance_handshake()
+            if not session.handshake_done:
+                return
+        try:
+            chunks, closed = session.read_plaintext(RECEIVE_SIZE)
+        except ssl.SSLError as exc:
+            self._lose_connection(exc)
+            return
+        reader = self._reader
+        if not reader._core.eof:
+            for chunk in chunks:
+                reader.feed_data(chunk)
+        answer = session.outgoing()
+        if answer:
+            self._send_now(answer)
+        if closed:
+            self._on_peer_eof()
+
+    def _advance_handshake(self) -> None:
+        session = self._tls
+        assert session is not None
+        try:
+            done = session.do_handshake()
+        except ssl.SSLError as exc:
+            self._finish_handshake(exc)
+            return
+        hello = session.outgoing()
+        if hello:
+            self._send_now(hello)
+        if done:
+            self._finish_handshake(None)
+
+    def _finish_handshake(self, error: BaseException | None) -> None:
+        ready = self._tls_ready
+        if ready is None or ready.is_set():
+            return
+        self._tls_error = error
+        ready.set()
+        session = self._tls
+        if error is None and session is not None and self._pending_plaintext:
+            plaintext = bytes(self._pending_plaintext)
+            self._pending_plaintext.clear()
+            try:
+                self._send_now(session.encrypt(plaintext))
+            except ssl.SSLError as exc:
+                self._lose_connection(exc)
+
+    def _on_peer_eof(self) -> None:
+        """The peer finished sending: EOF for the reader, as asyncio's transports."""
+        self._peer_eof = True
+        session = self._tls
+        if session is not None and not session.handshake_done:
+            # asyncio: a hang-up during the handshake is a reset.
+            self._finish_handshake(ConnectionResetError("Connection lost"))
+        if not self._reader._core.eof:
+            self._reader.feed_eof()
+        if self._peer_eof_event is not None:
+            self._peer_eof_event.set()
+        if session is not None:
+            # TLS has no half-close: the connection ends (asyncio's SSL
+            # transport closes once the peer's close_notify arrives).
+            self.close()
+        elif self._eof_sent:
+            # Both directions are done.
+            self.close()
+
+    # -- the flusher ---------------------------------------------------------------
 
     def _start_flushing(self) -> None:
         if not self._flushing:
@@ -358,13 +593,12 @@ class StreamTransport:
             spawn_detached(self._backend, self._flush, "portastreams flusher")
 
     async def _flush(self) -> None:
-        stream = self._stream
         queue = self._queue
         try:
             with anyio.CancelScope() as scope:
                 self._flush_scope = scope
                 while not self._aborted:
-                    sock = self._direct_socket
+                    sock = self._socket
                     if queue and sock is not None:
                         # Straight from the queue to the socket: no copy of
                         # the chunk, no stream layer.
@@ -375,8 +609,8 @@ class StreamTransport:
                         except (BlockingIOError, InterruptedError):
                             continue
                         del queue[:sent]
-                        if self._paused and len(queue) <= self._low_water:
-                            self._resume()
+                        if self._write_paused:
+                            self._maybe_resume_writing()
                     elif queue:
                         if len(queue) <= MAX_SEND_SIZE:
                             chunk = bytes(queue)
@@ -385,25 +619,29 @@ class StreamTransport:
                             chunk = bytes(memoryview(queue)[:MAX_SEND_SIZE])
                             del queue[:MAX_SEND_SIZE]
                         self._in_flight = len(chunk)
-                        await stream.send(chunk)
+                        await self._stream.send(chunk)
                         self._in_flight = 0
-                        if self._paused and len(queue) <= self._low_water:
-                            self._resume()
+                        if self._write_paused:
+                            self._maybe_resume_writing()
                     elif self._eof_requested and not self._eof_sent:
                         self._eof_sent = True
                         if sock is not None:
                             sock.shutdown(socket.SHUT_WR)
                         else:
-                            assert isinstance(stream, ByteStream)
-                            await stream.send_eof()
+                            await self._stream.send_eof()
+                        if self._peer_eof:
+                            self.close()
                     else:
                         break
+        except CONNECTION_FAILURES as exc:
+            self._lose_connection(_as_connection_error(exc))
         except Exception as exc:
-            self._lose_connection(_chained(connection_error_from(exc), exc))
+            logger.error("portastreams flusher failed", exc_info=exc)
+            self._lose_connection(_as_connection_error(exc))
         finally:
             self._in_flight = 0
             self._flush_scope = None
-            if self._closing:
+            if self._state is State.CLOSING:
                 await self._close_stream()
             self._flushing = False
             waiters = self._idle_waiters
@@ -411,40 +649,141 @@ class StreamTransport:
             for event in waiters:
                 event.set()
 
+    async def _wait_until_flushed(self) -> None:
+        while self._flushing or self._pending_plaintext:
+            event = anyio.Event()
+            self._idle_waiters.append(event)
+            await event.wait()
+
     async def _close_stream(self) -> None:
         with anyio.CancelScope(shield=True):
-            if not self._aborted:
+            graceful = not self._aborted and self._error is None
+            if graceful and self._tls is not None and self._tls.handshake_done:
+                await self._shut_down_tls(self._tls)
+            elif graceful and self._linger_timeout is not None and self._tls is None:
+                await self._linger(self._linger_timeout)
+            await self._stop_receiver()
+            closed = False
+            if graceful:
                 with anyio.move_on_after(CLOSE_TIMEOUT):
                     try:
-                        if isinstance(self._stream, TLSStream):
-                            await close_tls(self._stream)
-                        else:
-                            await self._stream.aclose()
+                        await self._stream.aclose()
                     except Exception as exc:
                         logger.debug("error while closing %r: %r", self._stream, exc)
                     else:
-                        self._mark_closed()
-                        return
-            await anyio.aclose_forcefully(self._stream)
+                        closed = True
+            if not closed:
+                await anyio.aclose_forcefully(self._stream)
         self._mark_closed()
 
+    async def _stop_receiver(self) -> None:
+        """Stop the receiver, and let it finish, before the stream is closed.
+
+        Closing a stream under a pending ``receive()`` is not safe on every
+        AnyIO stream (its socket can be closed while still registered with
+        the event loop), so the receiver is cancelled and awaited first.
+        """
+        self._stream_closing = True
+        scope = self._receive_scope
+        done = self._receiver_done
+        if scope is not None:
+            _forget_raw_socket_reader(self._stream, self._backend)
+            scope.cancel()
+        if done is not None and not done.is_set():
+            with anyio.move_on_after(CLOSE_TIMEOUT):
+                await done.wait()
+        # Let the event loop run what the cancelled receive scheduled.
+        await anyio.lowlevel.checkpoint()
+
+    async def _shut_down_tls(self, session: TLSSession) -> None:
+        """Send ``close_notify`` after the data; wait a while for the peer's answer.
+
+        The receiver keeps reading meanwhile, so nothing the peer sends is
+        left unread (an unread socket closes with a reset).
+        """
+        try:
+            alert = session.close_notify()
+            if alert:
+                with anyio.move_on_after(self._shutdown_timeout):
+                    await self._send_all(alert)
+            await self._wait_for_peer_eof(self._shutdown_timeout)
+        except CONNECTION_FAILURES as exc:
+            logger.debug("TLS shutdown failed: %r", exc)
+
+    async def _linger(self, timeout: float) -> None:
+        """Shut down writing, then give the peer ``timeout`` seconds to finish."""
+        try:
+            if not self._eof_sent and isinstance(self._stream, ByteStream):
+                self._eof_sent = True
+                if self._socket is not None:
+                    self._socket.shutdown(socket.SHUT_WR)
+                else:
+                    await self._stream.send_eof()
+            await self._wait_for_peer_eof(timeout)
+        except CONNECTION_FAILURES as exc:
+            logger.debug("graceful close failed: %r", exc)
+
+    async def _wait_for_peer_eof(self, timeout: float) -> None:
+        if self._peer_eof or not self._receiving:
+            return
+        if self._read_paused:
+            self.resume_reading()
+        event = self._peer_eof_event = anyio.Event()
+        with anyio.move_on_after(timeout):
+            await event.wait()
+
+    async def _send_all(self, data: bytes) -> None:
+        sock = self._socket
+        if sock is None:
+            await self._stream.send(data)
+            return
+        view = memoryview(data)
+        while view:
+            await anyio.wait_writable(sock)
+            try:
+                view = view[sock.send(view) :]
+            except (BlockingIOError, InterruptedError):
+                continue
+
     def _mark_closed(self) -> None:
-        self._closed = True
+        self._state = State.CLOSED
         self._queue.clear()
+        self._pending_plaintext.clear()
         self._wake_drain_waiters()
+        if self._tls_ready is not None and not self._tls_ready.is_set():
+            self._finish_handshake(
+                self._error or ConnectionResetError("Connection lost")
+            )
+        reader = self._reader
+        if not reader._core.eof and reader._exception is None:
+            if self._error is not None:
+                reader._connection_lost(self._error)
+            else:
+                reader.feed_eof()
         if self._closed_event is not None:
             self._closed_event.set()
 
     def _lose_connection(self, exc: BaseException) -> None:
-        if self._error is None:
+        """The connection failed: drop what is queued, fail the reader, close."""
+        if self._error is None and self._state is not State.CLOSED:
             self._error = exc
+            self._reader._connection_lost(exc)
+            self._finish_handshake(exc)
         self._queue.clear()
-        self._closing = True
+        self._pending_plaintext.clear()
+        self._state = State.CLOSING if self._state is State.OPEN else self._state
         self._wake_drain_waiters()
-        self._start_flushing()
+        if self._flush_scope is not None:
+            self._flush_scope.cancel()
+        if self._state is State.CLOSING:
+            self._start_flushing()
 
-    def _resume(self) -> None:
-        self._paused = False
+    def _maybe_resume_writing(self) -> None:
+        if self.get_write_buffer_size() <= self._low_water:
+            self._resume_writing()
+
+    def _resume_writing(self) -> None:
+        self._write_paused = False
         self._wake_drain_waiters()
 
     def _wake_drain_waiters(self) -> None:
@@ -454,14 +793,41 @@ class StreamTransport:
             event.set()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "closing" if self._closing else "open"
         return (
-            f"<StreamTransport {state} buffer={self.get_write_buffer_size()} "
-            f"stream={self._stream!r}>"
+            f"<StreamTransport {self._state.value} "
+            f"buffer={self.get_write_buffer_size()} stream={self._stream!r}>"
         )
 
 
-def _chained(error: OSError, cause: BaseException) -> OSError:
-    if error is not cause and error.__cause__ is None:
-        error.__cause__ = cause
+def _forget_raw_socket_reader(stream: ByteStream, backend: Backend) -> None:
+    """Unregister an AnyIO asyncio raw-socket stream's pending read callback.
+
+    AnyIO's asyncio UNIX socket streams wait for readability with
+    ``loop.add_reader(sock, future.set_result, None)``; if the receive is
+    cancelled in the loop iteration in which the socket became readable, the
+    queued callback sets the result of a cancelled future and the event loop
+    logs an ``InvalidStateError``. Removing the reader first cancels that
+    callback. Transports' own sockets are left alone.
+    """
+    if backend != "asyncio" or type(stream).__module__ != "anyio._backends._asyncio":
+        return
+    if getattr(stream, "_receive_future", None) is None:
+        return
+    sock = stream.extra(SocketAttribute.raw_socket, None)
+    if sock is None:
+        return
+    import asyncio
+
+    with contextlib.suppress(RuntimeError, ValueError):  # owned by a transport
+        asyncio.get_running_loop().remove_reader(sock)
+
+
+def _as_connection_error(exc: BaseException) -> BaseException:
+    """The builtin ``OSError`` for a stream failure, AnyIO's error as its cause.
+
+    ``ssl.SSLError`` (an ``OSError``) stays as it is, as in asyncio.
+    """
+    error = connection_error_from(exc)
+    if error is not exc and error.__cause__ is None:
+        error.__cause__ = exc
     return error

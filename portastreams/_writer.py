@@ -11,6 +11,7 @@ StreamReaderProtocol` they are an asyncio transport and that protocol.
 from __future__ import annotations
 
 import ssl
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,6 +41,10 @@ class FlowControl(Protocol):
 
     async def _drain_helper(self) -> None: ...
     async def _wait_closed(self) -> None: ...
+    def _close_gracefully(self, timeout: float) -> None: ...
+
+    @property
+    def extra_attributes(self) -> Any: ...
 
 
 class StreamWriter(ByteSendStream):
@@ -86,7 +91,10 @@ class StreamWriter(ByteSendStream):
         """
         try:
             self._transport.write(data)
-        except RuntimeError:
+        except (RuntimeError, AttributeError):
+            # uvloop (and, after a close with data pending, CPython 3.11's
+            # selector transport) fail a write after the connection is gone;
+            # asyncio's contract is to drop it: drain() reports the loss.
             if not self._connection_lost():
                 raise
 
@@ -94,7 +102,7 @@ class StreamWriter(ByteSendStream):
         """Write each item of ``data``, in order."""
         try:
             self._transport.writelines(data)
-        except RuntimeError:
+        except (RuntimeError, AttributeError):
             if not self._connection_lost():
                 raise
 
@@ -105,7 +113,11 @@ class StreamWriter(ByteSendStream):
         asyncio's drop the data and let ``drain()`` report the loss, which
         is what portable code expects: do as asyncio.
         """
-        return bool(getattr(self._protocol, "_connection_lost", False))
+        protocol = self._protocol
+        return bool(
+            getattr(protocol, "_connection_lost", False)
+            or getattr(protocol, "_lingering", False)
+        )
 
     def write_eof(self) -> None:
         """Half-close: the peer reads EOF after everything written so far."""
@@ -118,6 +130,15 @@ class StreamWriter(ByteSendStream):
     def close(self) -> None:
         """Send what was written, then close the connection (both directions)."""
         self._transport.close()
+
+    def _close_gracefully(self, timeout: float) -> None:
+        """Flush, shut down writing, and close once the peer has finished sending.
+
+        The peer reads everything written, then EOF (never a reset); the
+        connection closes when the peer's EOF arrives or after ``timeout``
+        seconds. Writes meanwhile are dropped, as after :meth:`close`.
+        """
+        self._protocol._close_gracefully(timeout)
 
     def is_closing(self) -> bool:
         """True once :meth:`close` was called or the connection was lost."""
@@ -151,8 +172,18 @@ class StreamWriter(ByteSendStream):
         *,
         server_hostname: str | None = None,
         ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
     ) -> None:
-        """Upgrade the connection to TLS (``STARTTLS``-style protocols)."""
+        """Upgrade the connection to TLS (``STARTTLS``-style protocols).
+
+        Everything written before is sent in plain text first; bytes the
+        reader already buffered stay first in line, later ones are
+        decrypted. A read may be waiting meanwhile, as in asyncio. Failures
+        are asyncio's: the ``ssl.SSLError`` of a bad certificate,
+        ``ConnectionResetError`` if the peer hangs up, and on timeout an
+        error that is both ``ConnectionAbortedError`` and ``TimeoutError``;
+        the connection is closed after any of them.
+        """
         if not isinstance(sslcontext, ssl.SSLContext):
             raise TypeError(
                 f"sslcontext must be an ssl.SSLContext, not {type(sslcontext).__name__}"
@@ -167,6 +198,7 @@ class StreamWriter(ByteSendStream):
             sslcontext,
             server_hostname=server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
         if new_transport is not None:
             # asyncio hands out a new transport for the TLS layer.
@@ -191,7 +223,18 @@ class StreamWriter(ByteSendStream):
 
     @property
     def extra_attributes(self) -> Any:
-        stream = getattr(self._transport, "_stream", None)
-        if stream is not None:
-            return stream.extra_attributes
-        return {}
+        """AnyIO's typed attributes (``SocketAttribute``, ``TLSAttribute``)."""
+        return self._protocol.extra_attributes
+
+    def __del__(self, warnings: Any = warnings) -> None:
+        # As asyncio's StreamWriter: a writer dropped while its connection is
+        # open closes it (the peer sees EOF), with a ResourceWarning.
+        transport = getattr(self, "_transport", None)
+        if transport is None or transport.is_closing():
+            return
+        try:
+            self.close()
+        except Exception:  # the event loop, or the interpreter, is gone
+            warnings.warn("loop is closed", ResourceWarning, stacklevel=1)
+            return
+        warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
