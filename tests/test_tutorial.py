@@ -26,6 +26,7 @@ import trio
 import trustme
 
 import portastreams
+import portastreams.testing
 
 pytestmark = pytest.mark.anyio
 
@@ -71,6 +72,7 @@ def test_every_file_is_tested() -> None:
         "step6_shutdown.py",
         "step7_starttls.py",
         "step7_tls.py",
+        "step8_testing.py",
     }
     assert set(SCRIPTS) == tested
 
@@ -194,6 +196,13 @@ async def test_step7_starttls(
     assert reply == b"Hello, Bob, privately\n"
 
 
+async def test_step8_testing(tutorial: Any) -> None:
+    step8 = tutorial("step8_testing")
+    assert await step8.test_handle_commands() == [b"HELLO\n", b"ERR line too long\n"]
+    checked = await step8.check_my_transport()
+    assert len(checked) == 2 * len(portastreams.testing.SCENARIOS)
+
+
 # -- the porting guide's program: asyncio, trio, and AnyIO on every backend --
 
 
@@ -238,6 +247,7 @@ def run_script(*args: str) -> str:
         ("step5_flow_control.py", "b'received 4194304 bytes\\n'\n"),
         ("step7_tls.py", "(('DNS', 'localhost'),)\n"),
         ("step7_starttls.py", "Received b'Hello, Bob, privately\\n'"),
+        ("step8_testing.py", "26 contract checks passed\n"),
         ("porting_asyncio.py", "[b'one\\n', b'two\\n']\n"),
         ("porting_trio.py", "[b'one\\n', b'two\\n']\n"),
         ("porting_anyio.py", "[b'one\\n', b'two\\n']\n"),
