@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -138,20 +139,24 @@ def package(session: nox.Session) -> None:
     command the package advertises.
     """
     session.install("-e", ".[test]", "build", "twine")
-    dist = Path(session.create_tmp()) / "dist"
-    shutil.rmtree(dist, ignore_errors=True)
-    session.run("python", "-m", "build", "--outdir", str(dist))
-    built = sorted(str(path) for path in dist.iterdir())
-    session.run("twine", "check", "--strict", *built)
-    (wheel,) = (path for path in built if path.endswith(".whl"))
-    session.run(
-        *TEST_COMMAND,
-        "-m",
-        "wheel",
-        "tests/test_wheel.py",
-        *session.posargs,
-        env={"PORTASTREAMS_WHEEL": wheel},
-    )
+    # Not session.create_tmp(): it would point TMPDIR into the checkout, and
+    # the test's environments must be outside it.
+    dist = Path(tempfile.mkdtemp(prefix="portastreams-dist-"))
+    try:
+        session.run("python", "-m", "build", "--outdir", str(dist))
+        built = sorted(str(path) for path in dist.iterdir())
+        session.run("twine", "check", "--strict", *built)
+        (wheel,) = (path for path in built if path.endswith(".whl"))
+        session.run(
+            *TEST_COMMAND,
+            "-m",
+            "wheel",
+            "tests/test_wheel.py",
+            *session.posargs,
+            env={"PORTASTREAMS_WHEEL": wheel},
+        )
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
 
 
 @nox.session(python=TOOLS_PYTHON)

@@ -116,7 +116,10 @@ def _environment(
     tmp_path_factory: pytest.TempPathFactory, name: str, requirements: list[str]
 ) -> Environment:
     root = tmp_path_factory.mktemp(name)
-    assert REPO not in root.parents, "the environment must be outside the checkout"
+    assert REPO not in root.parents, (
+        f"{root} is in the checkout: the environment must be outside it "
+        "(point TMPDIR elsewhere)"
+    )
     result = _run([sys.executable, "-m", "venv", str(root / "venv")], root)
     assert result.returncode == 0, describe(result)
     venv = root / "venv"
