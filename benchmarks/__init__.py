@@ -1,6 +1,6 @@
 """portastreams benchmark suite: client-side stream APIs against a C-speed peer.
 
-Run it with ``python -m benchmarks --help`` (or ``python -m portastreams bench``).
+Run it from the checkout with ``python -m benchmarks --help`` or ``nox -s bench``.
 Every measurement runs one *contender* (a stream API on one backend) through
 one *workload* in a fresh client process, against a peer process that uses
 plain blocking stdlib sockets, so the only thing that differs between

@@ -1,4 +1,4 @@
-"""``python -m benchmarks`` (and ``python -m portastreams bench``): run the suite."""
+"""``python -m benchmarks`` (and ``nox -s bench``): run the suite."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _select(items: Sequence[T], patterns: str | None, what: str) -> list[T]:
 
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(
-        prog="python -m portastreams bench",
+        prog="python -m benchmarks",
         description=(
             "Client-side benchmarks of portastreams against asyncio's streams, "
             "AnyIO's BufferedByteStream and a hand-written trio buffer, each in "

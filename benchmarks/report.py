@@ -91,7 +91,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    return " ".join(["python -m portastreams bench", *argv])
+    return " ".join(["python -m benchmarks", *argv])
 
 
 def meta(

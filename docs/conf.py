@@ -14,6 +14,11 @@ from __future__ import annotations
 import os
 
 import portastreams
+from portastreams import _public
+
+# The public names say "portastreams" in their __module__; the source links
+# and autodoc's member order come from the modules that define them.
+_public.restore_defining_modules()
 
 project = "portastreams"
 author = "The portastreams developers"
@@ -24,6 +29,7 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
+    "sphinx_copybutton",
 ]
 
 if os.environ.get("PORTASTREAMS_DOCS_INTERSPHINX") == "1":
@@ -50,7 +56,7 @@ autodoc_preserve_defaults = True
 autodoc_default_options = {
     "show-inheritance": True,
     # Inherited plumbing, documented by Python and AnyIO.
-    "exclude-members": "__new__, extra_attributes",
+    "exclude-members": "__new__, extra, extra_attributes",
 }
 
 html_theme = "furo"

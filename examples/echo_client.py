@@ -1,4 +1,4 @@
-"""TCP echo client using portastreams.open_connection() (the seed's example).
+"""TCP echo client using portastreams.open_connection() (an example of asyncio's documentation).
 
 Usage: python examples/echo_client.py --backend trio [--host 127.0.0.1] [--port 8888]
 """

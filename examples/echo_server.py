@@ -1,4 +1,4 @@
-"""TCP echo server using portastreams.start_server() (the seed's example).
+"""TCP echo server using portastreams.start_server() (an example of asyncio's documentation).
 
 Usage: python examples/echo_server.py --backend trio [--host 127.0.0.1] [--port 8888]
 """

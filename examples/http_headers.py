@@ -1,4 +1,4 @@
-"""Get HTTP headers: print the response headers of a HEAD request (the seed's example).
+"""Get HTTP headers: print the response headers of a HEAD request (an example of asyncio's documentation).
 
 Usage: python examples/http_headers.py --backend trio http://example.com/path/page.html
 or, with HTTPS: python examples/http_headers.py https://example.com/path/page.html

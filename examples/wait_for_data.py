@@ -1,4 +1,4 @@
-"""Register an open socket to wait for data using streams (the seed's example).
+"""Register an open socket to wait for data using streams (an example of asyncio's documentation).
 
 Usage: python examples/wait_for_data.py --backend trio
 """

@@ -1,12 +1,15 @@
-"""``python -m portastreams``: ``demo``, ``echo-server`` and ``bench``."""
+"""``python -m portastreams``: ``demo`` and ``echo-server`` (see :mod:`portastreams._cli`).
+
+The installed ``portastreams`` console script calls :func:`main` directly.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from ._cli import main
+from ._cli import MODULE_COMMAND, main
 
 __all__ = ["main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog=MODULE_COMMAND))

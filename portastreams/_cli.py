@@ -1,19 +1,21 @@
-"""The ``python -m portastreams`` command line.
+"""The ``portastreams`` command line (also ``python -m portastreams``).
 
 Subcommands:
 
 * ``demo`` -- run the stream demo on every installed backend (see
   :mod:`portastreams._demo`); exit status 1 if anything failed.
 * ``echo-server`` -- an echo server to try by hand, e.g. with ``nc``.
-* ``bench`` -- the benchmarks of a source checkout (``benchmarks/``), with
-  the remaining arguments passed on to them.
+
+The benchmarks are not part of the installed package: they live in
+``benchmarks/`` of a source checkout and run with ``nox -s bench`` or
+``python -m benchmarks`` there. ``bench`` is answered with that hint, and
+nothing is imported from the current directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -24,20 +26,33 @@ from anyio.abc import TaskStatus
 from . import __version__
 from ._demo import demo, show
 from ._reader import StreamReader
-from ._run import BACKENDS, is_available, run
+from ._run import BACKENDS, is_available, not_installed, run
 from ._server import Server, start_server
 from ._writer import StreamWriter
 
-__all__ = ["build_parser", "main"]
+__all__ = ["CONSOLE_SCRIPT", "MODULE_COMMAND", "build_parser", "main"]
 
 #: Exit status for "cannot do that here" (also argparse's usage-error status).
 EXIT_UNAVAILABLE = 2
 
+#: How the command is called: as the installed script, or with ``python -m``.
+CONSOLE_SCRIPT = "portastreams"
+MODULE_COMMAND = "python -m portastreams"
 
-def build_parser() -> argparse.ArgumentParser:
+#: Where the benchmarks are, for the help text and for ``bench``.
+BENCHMARKS_HINT = (
+    "The benchmarks are not part of the installed package: in a source "
+    "checkout, run them with 'nox -s bench' or 'python -m benchmarks' "
+    "(after pip install -e '.[bench]')."
+)
+
+
+def build_parser(prog: str = CONSOLE_SCRIPT) -> argparse.ArgumentParser:
+    """The argument parser; ``prog`` is the command shown in usage lines."""
     parser = argparse.ArgumentParser(
-        prog="python -m portastreams",
+        prog=prog,
         description="asyncio's stream API on every AnyIO backend: asyncio, uvloop, trio.",
+        epilog=BENCHMARKS_HINT,
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -65,45 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     echo_parser.add_argument(
         "--port", type=int, default=8888, help="0 picks a free port (default: 8888)"
     )
-
-    commands.add_parser(
-        "bench",
-        help="run the benchmarks (source checkout only); arguments are passed on",
-        add_help=False,
-    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+def main(argv: Sequence[str] | None = None, prog: str = CONSOLE_SCRIPT) -> int:
+    """Run the command line; returns the exit status.
+
+    ``prog`` names the command in usage and error messages: the console
+    script passes the default, ``python -m portastreams`` passes
+    :data:`MODULE_COMMAND`.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:
-        # Everything after "bench" belongs to the benchmarks, --help included.
-        return bench(args_list[1:])
-    args = build_parser().parse_args(args_list)
+        print(f"{prog}: 'bench' is not a command. {BENCHMARKS_HINT}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    args = build_parser(prog).parse_args(args_list)
     if args.command == "demo":
         return demo(args.backend)
     if args.command == "echo-server":
         return echo_server(args.backend, args.host, args.port)
     raise AssertionError(args.command)  # pragma: no cover
-
-
-def bench(argv: Sequence[str]) -> int:
-    """Run ``benchmarks.__main__.main(argv)`` from a source checkout."""
-    try:
-        module = importlib.import_module("benchmarks.__main__")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("benchmarks", "benchmarks.__main__"):
-            raise  # the benchmarks are there but something they need is not
-        print(
-            "python -m portastreams bench: the benchmarks are not part of the "
-            "installed package; run from a source checkout (the directory that "
-            "contains benchmarks/)",
-            file=sys.stderr,
-        )
-        return EXIT_UNAVAILABLE
-    result = module.main(list(argv))
-    return result if isinstance(result, int) else 0
 
 
 def _say(text: str) -> None:
@@ -159,7 +155,7 @@ async def _close_on_signal(
 def echo_server(backend: str, host: str, port: int) -> int:
     """Run an echo server until Ctrl+C."""
     if not is_available(backend):
-        print(f"backend {backend!r} is not installed", file=sys.stderr)
+        print(not_installed(backend), file=sys.stderr)
         return EXIT_UNAVAILABLE
     run(functools.partial(_serve_echo, backend, host, port), backend)
     _say("stopped")

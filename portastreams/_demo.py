@@ -4,7 +4,7 @@ For each backend (asyncio, uvloop, trio -- whichever are installed) the demo
 runs three small client/server exchanges over TCP on 127.0.0.1 and prints
 what crossed the wire, as the receiving side saw it:
 
-* **echo** -- the seed's echo server and client;
+* **echo** -- the echo server and client of asyncio's documentation;
 * **lines** -- a line protocol with a small ``limit``: an over-long line makes
   ``readline()`` raise ``ValueError`` (from ``LimitOverrunError``), drops the
   line and the connection carries on;
@@ -32,7 +32,7 @@ import anyio
 from ._connections import open_connection
 from ._exceptions import IncompleteReadError, LimitOverrunError
 from ._reader import StreamReader
-from ._run import BACKENDS, is_available, run
+from ._run import BACKENDS, install_hint, is_available, run
 from ._server import start_server
 from ._writer import StreamWriter
 
@@ -104,7 +104,7 @@ def _address(sockname: object) -> str:
 
 
 async def echo(transcript: Transcript) -> None:
-    """The seed's echo server and client, two messages, then EOF."""
+    """The echo server and client of asyncio's documentation, two messages, then EOF."""
 
     async def handle_echo(reader: StreamReader, writer: StreamWriter) -> None:
         while data := await reader.read(100):
@@ -239,7 +239,7 @@ async def _open(port: int) -> tuple[StreamReader, StreamWriter]:
 
 #: ``(name, description, exchange)`` in the order the demo runs them.
 SCENARIOS: list[tuple[str, str, Callable[[Transcript], Awaitable[None]]]] = [
-    ("echo", "echo server and client (the seed's example)", echo),
+    ("echo", "echo server and client, as in asyncio's documentation", echo),
     ("lines", f"line protocol, readline() with limit={LINE_LIMIT}", lines),
     ("framed", "length-prefixed frames with readexactly()", framed),
 ]
@@ -322,9 +322,9 @@ def demo(backends: Sequence[str] | None = None, out: TextIO | None = None) -> in
         if not is_available(name):
             if explicit:
                 failed = True
-                summary.append((name, "FAIL  not installed"))
+                summary.append((name, f"FAIL  not installed: {install_hint(name)}"))
             else:
-                summary.append((name, "SKIP  not installed"))
+                summary.append((name, f"SKIP  not installed: {install_hint(name)}"))
             continue
         print(f"\n=== {name}: {describe_backend(name)} ===", file=stream, flush=True)
         try:

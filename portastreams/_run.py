@@ -14,7 +14,15 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
-__all__ = ["BACKENDS", "anyio_backend", "available_backends", "is_available", "run"]
+__all__ = [
+    "BACKENDS",
+    "anyio_backend",
+    "available_backends",
+    "install_hint",
+    "is_available",
+    "not_installed",
+    "run",
+]
 
 T = TypeVar("T")
 
@@ -25,7 +33,8 @@ BACKENDS: Final[Mapping[str, tuple[str, Mapping[str, Any]]]] = {
     "trio": ("trio", {}),
 }
 
-#: The module each backend needs, beyond the standard library.
+#: The module each backend needs, beyond the standard library; it is also the
+#: name of its distribution and of portastreams' extra that installs it.
 _REQUIRES: Final[Mapping[str, str]] = {"uvloop": "uvloop", "trio": "trio"}
 
 
@@ -46,6 +55,23 @@ def is_available(name: str) -> bool:
     return module is None or importlib.util.find_spec(module) is not None
 
 
+def install_hint(name: str) -> str:
+    """How to install backend ``name``, e.g. ``pip install trio (portastreams' [trio] extra)``.
+
+    Empty for asyncio, which needs nothing beyond the standard library.
+    """
+    anyio_backend(name)
+    package = _REQUIRES.get(name)
+    if package is None:
+        return ""
+    return f"pip install {package} (portastreams' [{package}] extra)"
+
+
+def not_installed(name: str) -> str:
+    """The message for a backend that is not installed, with its install hint."""
+    return f"backend {name!r} is not installed; install it with: {install_hint(name)}"
+
+
 def available_backends() -> list[str]:
     """The backends installed here, in the order asyncio, uvloop, trio."""
     return [name for name in BACKENDS if is_available(name)]
@@ -59,5 +85,5 @@ def run(main: Callable[[], Awaitable[T]], backend: str = "asyncio") -> T:
     """
     name, options = anyio_backend(backend)
     if not is_available(backend):
-        raise RuntimeError(f"backend {backend!r} is not installed")
+        raise RuntimeError(not_installed(backend))
     return anyio.run(main, backend=name, backend_options=options)

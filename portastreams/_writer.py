@@ -11,8 +11,9 @@ StreamReaderProtocol` they are an asyncio transport and that protocol.
 from __future__ import annotations
 
 import ssl
+import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -45,6 +46,43 @@ class FlowControl(Protocol):
 
     @property
     def extra_attributes(self) -> Any: ...
+
+
+def _is_bytes_like(data: object) -> bool:
+    try:
+        memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
+
+
+def _asyncio_writelines_error(data: object) -> TypeError | None:
+    """The ``TypeError`` asyncio's socket transport raises for ``writelines(data)``.
+
+    Python 3.12 and later build a ``memoryview`` of each item; earlier
+    versions ``b"".join()`` them. ``None`` when ``data`` is an iterator (its
+    items cannot be looked at again) or holds nothing wrong.
+    """
+    new_transport = sys.version_info >= (3, 12)
+    if not isinstance(data, Sequence):
+        try:
+            iter(data)  # type: ignore[call-overload]
+        except TypeError:
+            if new_transport:
+                return TypeError(f"{type(data).__name__!r} object is not iterable")
+            return TypeError("can only join an iterable")
+        return None
+    for index, item in enumerate(data):
+        if not _is_bytes_like(item):
+            name = type(item).__name__
+            if new_transport:
+                return TypeError(
+                    f"memoryview: a bytes-like object is required, not {name!r}"
+                )
+            return TypeError(
+                f"sequence item {index}: expected a bytes-like object, {name} found"
+            )
+    return None
 
 
 class StreamWriter(ByteSendStream):
@@ -86,8 +124,8 @@ class StreamWriter(ByteSendStream):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` for sending; returns at once, keeps order.
 
-        Raises ``TypeError`` for data that is not bytes-like and
-        ``RuntimeError`` after :meth:`write_eof`.
+        Raises ``TypeError`` for data that is not bytes-like (with asyncio's
+        message on every backend) and ``RuntimeError`` after :meth:`write_eof`.
         """
         try:
             self._transport.write(data)
@@ -97,14 +135,36 @@ class StreamWriter(ByteSendStream):
             # asyncio's contract is to drop it: drain() reports the loss.
             if not self._connection_lost():
                 raise
+        except TypeError:
+            # uvloop says "memoryview: a bytes-like object is required";
+            # say what asyncio says. Only here, off the success path.
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                raise
+            raise TypeError(
+                "data argument must be a bytes-like object, "
+                f"not {type(data).__name__!r}"
+            ) from None
 
     def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
-        """Write each item of ``data``, in order."""
+        """Write each item of ``data``, in order.
+
+        Raises ``TypeError`` if ``data`` is not an iterable of bytes-like
+        objects, with the message asyncio's socket transports give on this
+        Python when ``data`` is a sequence.
+        """
         try:
             self._transport.writelines(data)
         except (RuntimeError, AttributeError):
             if not self._connection_lost():
                 raise
+        except TypeError:
+            # uvloop leaves the items before a bad one buffered but not sent,
+            # and its close() then waits for them forever: start sending.
+            self._transport.writelines(())
+            error = _asyncio_writelines_error(data)
+            if error is None:
+                raise
+            raise error from None
 
     def _connection_lost(self) -> bool:
         """True once an asyncio protocol saw the connection go.

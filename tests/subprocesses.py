@@ -76,10 +76,18 @@ class Background:
     Use as a context manager: leaving it kills the child if it still runs.
     """
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        command: Sequence[str] | None = None,
+        cwd: Path = REPO,
+    ):
+        """Run ``python ARGS``, or ``COMMAND ARGS`` (another program) in ``cwd``."""
         self.process = subprocess.Popen(
-            python_argv(args),
-            cwd=REPO,
+            python_argv(args) if command is None else [*command, *args],
+            cwd=cwd,
             env=child_env(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -1,17 +1,18 @@
-"""``python -m portastreams``: ``demo``, ``echo-server`` and ``bench``."""
+"""The command line (``portastreams`` / ``python -m portastreams``): ``demo``, ``echo-server``."""
 
 from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import sys
 import threading
-import types
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import pytest
-from subprocesses import BACKEND_NAMES, Background, describe, run_python
+from subprocesses import BACKEND_NAMES, Background, child_env, describe, run_python
 
 from portastreams import _cli, _demo
 
@@ -31,6 +32,7 @@ def test_demo_runs_on_every_backend() -> None:
     for backend in BACKEND_NAMES:
         _check_backend_section(output, backend)
     assert "FAIL" not in output
+    assert "seed" not in output  # headings speak to a reader, not of project history
     summary = output[output.index("\nSummary\n") :].splitlines()[2:]
     assert [line.split()[0] for line in summary] == list(BACKEND_NAMES)
     # What crossed the wire, once per backend.
@@ -160,34 +162,92 @@ def test_echo_server_rejects_an_unknown_backend() -> None:
     assert "invalid choice: 'curio'" in result.stderr
 
 
-# -- bench and help -------------------------------------------------------------
+# -- missing backends ------------------------------------------------------------
 
 
-def test_bench_outside_a_source_checkout(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.fixture
+def without_trio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make trio look uninstalled (``find_spec`` returns None for a None entry)."""
+    monkeypatch.setitem(sys.modules, "trio", None)
+
+
+@pytest.mark.usefixtures("without_trio")
+def test_echo_server_names_the_extra_of_a_missing_backend(
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setitem(sys.modules, "benchmarks", None)  # "not importable"
-    assert _cli.main(["bench", "--quick"]) == 2
+    assert _cli.main(["echo-server", "--backend", "trio", "--port", "0"]) == 2
     captured = capsys.readouterr()
-    assert "run from a source checkout" in captured.err
+    assert captured.err == (
+        "backend 'trio' is not installed; install it with: "
+        "pip install trio (portastreams' [trio] extra)\n"
+    )
     assert captured.out == ""
 
 
-def test_bench_passes_its_arguments_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[list[str]] = []
+@pytest.mark.usefixtures("without_trio")
+def test_demo_names_the_extra_of_a_missing_backend(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Asked for explicitly: a failure.
+    assert _cli.main(["demo", "--backend", "trio"]) == 1
+    output = capsys.readouterr().out
+    assert re.search(
+        r"^  trio +FAIL +not installed: pip install trio \(portastreams' \[trio\] "
+        r"extra\)$",
+        output,
+        re.MULTILINE,
+    ), output
+    # Not asked for: skipped, with the same hint, and the others still run.
+    assert _cli.main(["demo"]) == 0
+    output = capsys.readouterr().out
+    assert re.search(
+        r"^  trio +SKIP +not installed: pip install trio \(portastreams' \[trio\] "
+        r"extra\)$",
+        output,
+        re.MULTILINE,
+    ), output
+    assert re.search(r"^  asyncio +OK +3/3 exchanges$", output, re.MULTILINE), output
 
-    def fake_main(argv: list[str]) -> int:
-        calls.append(argv)
-        return 7
 
-    package = types.ModuleType("benchmarks")
-    package.__path__ = []
-    entry = types.ModuleType("benchmarks.__main__")
-    entry.main = fake_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "benchmarks", package)
-    monkeypatch.setitem(sys.modules, "benchmarks.__main__", entry)
-    assert _cli.main(["bench", "--help", "-n", "3"]) == 7
-    assert calls == [["--help", "-n", "3"]]
+# -- bench, help and the program name -------------------------------------------
+
+
+def _run_in(directory: Path, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=directory,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_bench_is_not_a_command_and_nothing_comes_from_the_current_directory(
+    tmp_path: Path,
+) -> None:
+    # A "benchmarks" package in the current directory, which python -m puts
+    # on sys.path: the command line must not run (nor import) it.
+    decoy = tmp_path / "benchmarks"
+    decoy.mkdir()
+    for module in ("__init__.py", "__main__.py"):
+        (decoy / module).write_text(
+            "import sys\nprint('decoy imported')\nsys.exit(99)\n"
+        )
+    result = _run_in(tmp_path, ["-m", "portastreams", "bench", "--quick"])
+    assert result.returncode == 2, describe(result)
+    assert result.stdout == ""
+    assert result.stderr == (
+        "python -m portastreams: 'bench' is not a command. The benchmarks are "
+        "not part of the installed package: in a source checkout, run them with "
+        "'nox -s bench' or 'python -m benchmarks' (after pip install -e "
+        "'.[bench]').\n"
+    )
+    for args in (["--help"], ["demo", "--backend", "asyncio"]):
+        result = _run_in(tmp_path, ["-m", "portastreams", *args])
+        assert result.returncode == 0, describe(result)
+        assert "decoy" not in result.stdout + result.stderr
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -195,8 +255,42 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
         _cli.main(["--help"])
     assert exit_info.value.code == 0
     output = capsys.readouterr().out
-    for command in ("demo", "echo-server", "bench"):
-        assert command in output
+    listed = re.findall(r"^    (\S+)", output, re.MULTILINE)
+    assert listed == ["demo", "echo-server"]
+    # Where the benchmarks went, in the help itself.
+    assert "nox -s bench" in output
+    assert "python -m benchmarks" in output
+
+
+def test_the_usage_line_names_the_command_as_it_was_run() -> None:
+    script = Path(sys.executable).with_name("portastreams")
+    assert script.is_file(), "the console script is installed with the package"
+    for command, expected in [
+        ([str(script)], "usage: portastreams [-h]"),
+        ([sys.executable, "-m", "portastreams"], "usage: python -m portastreams [-h]"),
+    ]:
+        result = subprocess.run(
+            [*command, "--help"],
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, describe(result)
+        assert result.stdout.startswith(expected + " [--version] COMMAND ...\n")
+        # An error names the program the same way.
+        result = subprocess.run(
+            [*command, "no-such-command"],
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2
+        name = expected.removeprefix("usage: ").removesuffix(" [-h]")
+        assert f"{name}: error: argument COMMAND: invalid choice" in result.stderr
 
 
 def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""The seed's four examples (``examples/``), run as programs on every backend."""
+"""The four examples of asyncio's streams documentation (``examples/``), run as programs on every backend."""
 
 from __future__ import annotations
 

@@ -1,0 +1,209 @@
+"""Writing something that is not bytes: asyncio's ``TypeError``, on every backend.
+
+The expected exceptions are not typed in: each case is first run through
+asyncio's own ``StreamWriter`` (``asyncio.open_connection`` over a socket
+pair, on a plain asyncio loop in a worker thread), and portastreams must
+raise the same type with the same message. uvloop's transports have their
+own message (``memoryview: a bytes-like object is required``), which the
+writer replaces with asyncio's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import pytest
+
+import portastreams
+
+pytestmark = pytest.mark.anyio
+
+Call = Callable[[Any], None]
+
+#: ``(id, what the program does with its writer)``
+BAD_WRITES: list[tuple[str, Call]] = [
+    ("write-str", lambda writer: writer.write("text")),
+    ("write-int", lambda writer: writer.write(12)),
+    ("write-list", lambda writer: writer.write([b"a"])),
+    ("writelines-str-item", lambda writer: writer.writelines(["text"])),
+    ("writelines-second-item", lambda writer: writer.writelines([b"ok", "text"])),
+    ("writelines-tuple", lambda writer: writer.writelines((b"ok", 3))),
+    ("writelines-str", lambda writer: writer.writelines("ab")),
+    ("writelines-int", lambda writer: writer.writelines(5)),
+]
+
+#: Not bytes, and false: uvloop's transport returns before looking at the type.
+FALSY_WRITES: list[tuple[str, Call]] = [
+    ("write-empty-str", lambda writer: writer.write("")),
+    ("write-none", lambda writer: writer.write(None)),
+    ("write-zero", lambda writer: writer.write(0)),
+]
+
+
+Outcome = tuple[type[BaseException], str] | None
+
+
+def _outcome(call: Call, writer: Any) -> Outcome:
+    try:
+        call(writer)
+    except Exception as exc:
+        return type(exc), str(exc)
+    return None
+
+
+async def _rejected_writelines_then(
+    writer: Any, peer: socket.socket, data: bytes = b""
+) -> bytes:
+    """``writelines([b"ok", "text"])``, ``write(data)``, close: what the peer gets."""
+    with pytest.raises(TypeError):
+        writer.writelines([b"ok", "text"])
+    writer.write(data)
+    writer.close()
+    await writer.wait_closed()
+    received = b""
+    while chunk := await anyio.to_thread.run_sync(peer.recv, 65536):
+        received += chunk
+    return received
+
+
+@dataclass
+class Reference:
+    """What asyncio's own streams do."""
+
+    outcomes: dict[str, Outcome]
+    received_after_rejected_writelines: bytes
+
+
+def _asyncio_reference() -> Reference:
+    async def collect() -> Reference:
+        outcomes = {}
+        for name, call in BAD_WRITES + FALSY_WRITES:
+            ours, peer = socket.socketpair()
+            with peer:
+                _, writer = await asyncio.open_connection(sock=ours)
+                outcomes[name] = _outcome(call, writer)
+                writer.close()
+                await writer.wait_closed()
+        ours, peer = socket.socketpair()
+        with peer:
+            _, writer = await asyncio.open_connection(sock=ours)
+            received = await _rejected_writelines_then(writer, peer, b"after")
+        return Reference(outcomes, received)
+
+    return asyncio.run(collect())
+
+
+@pytest.fixture(scope="module")
+def asyncio_reference() -> Reference:
+    # In a thread of its own: the test itself may be running in an event loop.
+    result: list[Reference] = []
+    thread = threading.Thread(target=lambda: result.append(_asyncio_reference()))
+    thread.start()
+    thread.join(timeout=30)
+    assert result, "asyncio's streams did not answer"
+    return result[0]
+
+
+async def test_bad_writes_raise_what_asyncio_raises(
+    asyncio_reference: Reference,
+) -> None:
+    with anyio.fail_after(10):
+        for name, call in BAD_WRITES:
+            expected = asyncio_reference.outcomes[name]
+            assert expected is not None, f"asyncio accepted {name}"
+            assert expected[0] is TypeError
+            ours, peer = socket.socketpair()
+            with peer:
+                _, writer = await portastreams.open_connection(sock=ours)
+                try:
+                    outcome = _outcome(call, writer)
+                finally:
+                    writer.close()
+                    await writer.wait_closed()
+                assert outcome == expected, name
+
+
+async def test_close_after_a_rejected_writelines_does_not_hang() -> None:
+    ours, peer = socket.socketpair()
+    with peer, anyio.fail_after(10):
+        _, writer = await portastreams.open_connection(sock=ours)
+        # uvloop kept b"ok" buffered but unsent, and wait_closed() never returned.
+        received = await _rejected_writelines_then(writer, peer)
+    # asyncio sends nothing; see test_a_rejected_writelines_writes_nothing.
+    assert received in (b"", b"ok")
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(
+            ("asyncio", {"use_uvloop": True}),
+            id="uvloop",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="uvloop's writelines() buffers the items before a bad one "
+                "(core: validate before buffering)",
+            ),
+        ),
+        pytest.param(
+            ("trio", {}),
+            id="trio",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="StreamTransport.writelines() writes the items before a bad "
+                "one (core: validate before writing)",
+            ),
+        ),
+    ],
+)
+async def test_a_rejected_writelines_writes_nothing(
+    asyncio_reference: Reference,
+) -> None:
+    """As asyncio: a bad item anywhere, and none of the items is written."""
+    ours, peer = socket.socketpair()
+    with peer, anyio.fail_after(10):
+        _, writer = await portastreams.open_connection(sock=ours)
+        received = await _rejected_writelines_then(writer, peer, b"after")
+    assert received == asyncio_reference.received_after_rejected_writelines
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(
+            ("asyncio", {"use_uvloop": True}),
+            id="uvloop",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="uvloop's write() returns at 'if not buf' before any type "
+                "check; catching its TypeError cannot help, and checking first "
+                "costs every write a test (left to a decision on the core)",
+            ),
+        ),
+        pytest.param(("trio", {}), id="trio"),
+    ],
+)
+async def test_false_non_bytes_writes_raise_what_asyncio_raises(
+    asyncio_reference: Reference,
+) -> None:
+    with anyio.fail_after(10):
+        for name, call in FALSY_WRITES:
+            expected = asyncio_reference.outcomes[name]
+            assert expected is not None, f"asyncio accepted {name}"
+            ours, peer = socket.socketpair()
+            with peer:
+                _, writer = await portastreams.open_connection(sock=ours)
+                try:
+                    outcome = _outcome(call, writer)
+                finally:
+                    writer.close()
+                    await writer.wait_closed()
+                assert outcome == expected, name
