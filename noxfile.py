@@ -55,3 +55,15 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against asyncio's own streams and AnyIO's BufferedByteStream."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "portastreams", "bench", *session.posargs)
+
+
+@nox.session(python="3.12")
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the core modules, each against its fast tests.
+
+    ``nox -s mutation -- _buffer _exceptions`` mutates some modules only;
+    ``--jobs N`` and ``--deadline SECONDS`` tune the run (tools/mutation.py).
+    Not run by CI: the whole session takes tens of minutes.
+    """
+    session.install("-e", ".[test]", "mutmut>=3.8,<4")
+    session.run("python", "tools/mutation.py", *session.posargs)
