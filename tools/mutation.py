@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -238,11 +239,13 @@ def failing_tests(
         text=True,
         check=False,
     )
-    failed = []
-    for line in run.stdout.splitlines():
-        if line.startswith(("FAILED ", "ERROR ")):
-            failed.append(line.split(" ")[1])
-    return failed
+    # The short summary's lines: "FAILED tests/test_x.py::test_y[param] - ...".
+    summary = re.compile(r"^(?:FAILED|ERROR) (\S+::\S+)")
+    return [
+        match.group(1)
+        for line in run.stdout.splitlines()
+        if (match := summary.match(line)) is not None
+    ]
 
 
 def run_module(
