@@ -48,6 +48,7 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_buffer_edges.py",
     ),
     "_exceptions": (
+        "tests/test_error_mapping.py",
         "tests/test_reader.py",
         "tests/test_reader_source.py",
         "tests/test_connections.py",
@@ -55,6 +56,7 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "_reader": (
         "tests/test_reader.py",
+        "tests/test_error_mapping.py",
         "tests/test_reader_source.py",
         "tests/test_reader_differential.py",
         "tests/test_reader_cancellation.py",
