@@ -56,12 +56,14 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "_reader": (
         "tests/test_reader.py",
+        "tests/test_reader_edges.py",
         "tests/test_error_mapping.py",
         "tests/test_reader_source.py",
         "tests/test_reader_differential.py",
         "tests/test_reader_cancellation.py",
         "tests/test_buffer_edges.py",
         "tests/test_contract_edges.py",
+        "tests/test_tls.py",
     ),
     "_transport": (
         "tests/test_writer.py",
@@ -243,11 +245,12 @@ def failing_tests(
     )
     # The short summary's lines: "FAILED tests/test_x.py::test_y[param] - ...".
     summary = re.compile(r"^(?:FAILED|ERROR) (\S+::\S+)")
-    return [
+    failed = [
         match.group(1)
         for line in run.stdout.splitlines()
         if (match := summary.match(line)) is not None
     ]
+    return list(dict.fromkeys(failed))
 
 
 def run_module(
