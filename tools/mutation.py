@@ -362,6 +362,13 @@ def main() -> None:
         default=5.0,
         help="seconds each async test may take under a mutant (default 5)",
     )
+    parser.add_argument(
+        "--fail-under",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="exit with status 1 if the overall score is below PERCENT",
+    )
     args = parser.parse_args()
     modules: list[str] = args.modules or list(TESTS)
     unknown = sorted(set(modules) - set(TESTS))
@@ -382,6 +389,12 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "report.txt").write_text(text + "\n")
     print(text)
+    scored = sum(r.scored for r in results)
+    detected = sum(r.detected for r in results)
+    if args.fail_under is not None and 100 * detected < args.fail_under * scored:
+        raise SystemExit(
+            f"mutation score {score(detected, scored)} is below {args.fail_under:g}%"
+        )
 
 
 if __name__ == "__main__":
