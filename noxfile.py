@@ -164,3 +164,16 @@ def bench(session: nox.Session) -> None:
     """The benchmarks (benchmarks/ of the checkout); arguments after -- go to them."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=TOOLS_PYTHON)
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the core modules, each against its fast tests.
+
+    ``nox -s mutation -- _buffer _exceptions`` mutates some modules only;
+    ``--jobs N``, ``--deadline SECONDS`` and ``--fail-under PERCENT`` tune the
+    run (tools/mutation.py). The whole session takes tens of minutes; CI runs
+    the short profile, ``_buffer --fail-under 90``.
+    """
+    session.install("-e", ".[test]", "mutmut>=3.8,<4")
+    session.run("python", "tools/mutation.py", *session.posargs)

@@ -14,6 +14,9 @@ from backends import BACKENDS
 from hypothesis import settings
 from sockets import Kind
 
+#: Every async test gets a deadline (tests/deadlines.py).
+pytest_plugins = ["deadlines"]
+
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=300, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=30, deadline=None)
