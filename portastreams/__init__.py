@@ -23,6 +23,11 @@ Streams
 Exceptions
     IncompleteReadError   the stream ended early (an asyncio.IncompleteReadError)
     LimitOverrunError     no separator within the limit (asyncio's, too)
+    HandshakeTimeoutError TLS handshake too slow: a ConnectionAbortedError
+                          (as asyncio) and a TimeoutError
+Testing
+    portastreams.testing  connected_pair() without sockets, and the
+                          connection contract checker
 asyncio only
     StreamReaderProtocol  an asyncio Protocol that feeds a StreamReader
 
@@ -38,9 +43,11 @@ from ._protocol import StreamReaderProtocol
 from ._public import present
 from ._reader import StreamReader
 from ._server import Server, start_server, start_unix_server
+from ._tls import HandshakeTimeoutError
 from ._writer import StreamWriter
 
 __all__ = [
+    "HandshakeTimeoutError",
     "IncompleteReadError",
     "LimitOverrunError",
     "Server",

@@ -231,7 +231,7 @@ async def _flow_control(near: ConnectionEnd, far: ConnectionEnd, limit: int) -> 
     """A peer that does not read pushes back: drain() waits, then delivers all."""
     _reader, writer = near
     far_reader, _far_writer = far
-    low, high = writer.transport.get_write_buffer_limits()
+    low, _high = writer.transport.get_write_buffer_limits()
     total = 0
     chunk = b"f" * 65536
     blocked = False
@@ -242,7 +242,9 @@ async def _flow_control(near: ConnectionEnd, far: ConnectionEnd, limit: int) -> 
             await writer.drain()
             continue
         blocked = True
-        assert writer.transport.get_write_buffer_size() > high, "paused below high"
+        # Paused above ``high``; still paused until the buffer is back at ``low``.
+        size = writer.transport.get_write_buffer_size()
+        assert size > low, f"drain() waited with {size} bytes buffered (low={low})"
         break
     assert blocked, "drain() never waited for a peer that does not read"
 

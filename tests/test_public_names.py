@@ -37,6 +37,7 @@ PLAIN_TEXT: Any = pydoc.plaintext  # type: ignore[attr-defined]
 
 def test_every_public_name_is_sorted_into_classes_or_functions() -> None:
     assert CLASSES == [
+        "HandshakeTimeoutError",
         "IncompleteReadError",
         "LimitOverrunError",
         "Server",
