@@ -404,8 +404,11 @@ class StreamTransport:
         """
         if self._state is not State.OPEN:
             # Let a close in progress finish, as asyncio lets connection_lost()
-            # run, so that a write()/drain() loop notices the closed stream.
+            # run, so that a write()/drain() loop notices the closed stream;
+            # by then the reader knows the error, as asyncio's does.
             await anyio.lowlevel.checkpoint()
+            if self._error is not None:
+                self._fail_reader(self._error)
             self._raise_if_closing()
         if not self._write_paused:
             return
@@ -417,11 +420,11 @@ class StreamTransport:
             if event in self._drain_waiters:
                 self._drain_waiters.remove(event)
         if self._error is not None:
+            # A drain() that waited gets the error itself, as asyncio's
+            # waiters do from connection_lost(exc).
             raise self._error
 
     def _raise_if_closing(self) -> None:
-        if self._error is not None:
-            raise self._error
         if self._state is not State.OPEN:
             raise ConnectionResetError("Connection lost")
 
@@ -656,6 +659,8 @@ class StreamTransport:
             await event.wait()
 
     async def _close_stream(self) -> None:
+        if self._error is not None:
+            self._fail_reader(self._error)
         with anyio.CancelScope(shield=True):
             graceful = not self._aborted and self._error is None
             if graceful and self._tls is not None and self._tls.handshake_done:
@@ -754,20 +759,28 @@ class StreamTransport:
             self._finish_handshake(
                 self._error or ConnectionResetError("Connection lost")
             )
-        reader = self._reader
-        if not reader._core.eof and reader._exception is None:
-            if self._error is not None:
-                reader._connection_lost(self._error)
-            else:
-                reader.feed_eof()
+        if self._error is not None:
+            self._fail_reader(self._error)
+        elif not self._reader._core.eof and self._reader._exception is None:
+            self._reader.feed_eof()
         if self._closed_event is not None:
             self._closed_event.set()
 
+    def _fail_reader(self, error: BaseException) -> None:
+        reader = self._reader
+        if reader._exception is None and reader._pending_error is None:
+            reader._connection_lost(error)
+
     def _lose_connection(self, exc: BaseException) -> None:
-        """The connection failed: drop what is queued, fail the reader, close."""
+        """The connection failed: drop what is queued, close, then fail the reader.
+
+        As asyncio's transports: the reader learns the error when the close
+        is done (asyncio's ``connection_lost()`` runs soon, not at once), so
+        the first ``drain()`` says ``ConnectionResetError('Connection
+        lost')`` and later reads and drains raise the error itself.
+        """
         if self._error is None and self._state is not State.CLOSED:
             self._error = exc
-            self._reader._connection_lost(exc)
             self._finish_handshake(exc)
         self._queue.clear()
         self._pending_plaintext.clear()
