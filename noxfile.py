@@ -16,7 +16,7 @@ TEST_COMMAND = ["python", "-m", "pytest"]
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite on asyncio, asyncio + uvloop and trio."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,interop]")
     session.run(*TEST_COMMAND, *session.posargs)
 
 
@@ -36,7 +36,7 @@ def typecheck(session: nox.Session) -> None:
     with mypy < 1.11, and its trio-stubs would shadow the inline types trio
     has shipped since 0.23 (see docs/development.rst).
     """
-    session.install("-e", ".[test,bench]", "mypy", "pyright")
+    session.install("-e", ".[test,interop,bench]", "mypy", "pyright")
     session.run("mypy")
     session.run("pyright", "--verifytypes", "portastreams", "--ignoreexternal")
 
