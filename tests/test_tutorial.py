@@ -61,6 +61,7 @@ def test_every_file_is_tested() -> None:
         "porting_anyio.py",
         "porting_asyncio.py",
         "porting_trio.py",
+        "redis_protocol.py",  # needs a redis-server: tests/interop/test_redis_tutorial.py
         "step1_backends.py",  # run as a script below, on each backend
         "step1_echo.py",
         "step1_unix.py",
