@@ -5,6 +5,7 @@ Needs a Redis server: python redis_protocol.py [PORT] (default 6379).
 
 import os
 import sys
+from collections.abc import Sequence
 
 import anyio
 
@@ -62,7 +63,7 @@ async def command(
 async def pipeline(
     reader: portastreams.StreamReader,
     writer: portastreams.StreamWriter,
-    commands: list[tuple[bytes | str | int, ...]],
+    commands: Sequence[tuple[bytes | str | int, ...]],
 ) -> list[object]:
     """Send all the commands, then read all the replies: one round trip."""
     for args in commands:
