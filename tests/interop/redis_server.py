@@ -23,6 +23,8 @@ class RedisServer:
     unix_path: str
     cli_path: str
     version: str
+    #: The TLS port, when started with a certificate.
+    tls_port: int | None = None
     host: str = "127.0.0.1"
 
     async def cli(self, *args: str, stdin: bytes | None = None) -> bytes:
@@ -45,11 +47,13 @@ def _major_version(version: str) -> int:
 
 
 @contextmanager
-def running_redis() -> Iterator[RedisServer]:
+def running_redis(*, tls: tuple[Path, Path] | None = None) -> Iterator[RedisServer]:
     """Start ``redis-server`` in a temporary directory; kill it afterwards.
 
     Nothing is persisted (no RDB, no AOF). ``DEBUG`` is enabled (Redis 7
-    turns it off by default) for the ``DEBUG SLEEP`` tests.
+    turns it off by default) for the ``DEBUG SLEEP`` tests. With ``tls``
+    (certificate chain and key files) it also listens for TLS on a port of
+    its own, without asking clients for certificates.
     """
     server_path = require_program("redis-server", "redis-server")
     cli_path = require_program("redis-cli", "redis-tools")
@@ -71,7 +75,16 @@ def running_redis() -> Iterator[RedisServer]:
         ]  # fmt: skip
         if _major_version(version) >= 7:
             argv += ["--enable-debug-command", "yes"]
+        tls_port = None
+        if tls is not None:
+            tls_port = free_port()
+            argv += [
+                "--tls-port", str(tls_port),
+                "--tls-cert-file", str(tls[0]),
+                "--tls-key-file", str(tls[1]),
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         with server_process(argv, directory / "redis.log", lambda: accepts(port)):
-            yield RedisServer(port, unix_path, cli_path, version)
+            yield RedisServer(port, unix_path, cli_path, version, tls_port)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
