@@ -185,9 +185,9 @@ class NatsClient:
 
     async def flush(self) -> None:
         """Wait until the server has processed everything sent before (PING, PONG)."""
-        pong = anyio.Event()
-        self._pong_waiters.append(pong)
         self.send(b"PING")
+        pong = anyio.Event()
+        self._pong_waiters.append(pong)  # PONGs come back in the order of the PINGs
         await pong.wait()
         if self._error is not None:
             raise self.connection_error()
