@@ -4,7 +4,8 @@ Subcommands:
 
 * ``demo`` -- run the stream demo on every installed backend (see
   :mod:`portastreams._demo`); exit status 1 if anything failed.
-* ``echo-server`` -- an echo server to try by hand, e.g. with ``nc``.
+* ``echo-server`` -- an echo server to try by hand, e.g. with ``nc``, over TCP
+  or a Unix socket.
 * ``bench`` -- the benchmarks of a source checkout (``benchmarks/``), with
   the remaining arguments passed on to them.
 """
@@ -25,7 +26,7 @@ from . import __version__
 from ._demo import demo, show
 from ._reader import StreamReader
 from ._run import BACKENDS, is_available, run
-from ._server import Server, start_server
+from ._server import Server, start_server, start_unix_server
 from ._writer import StreamWriter
 
 __all__ = ["build_parser", "main"]
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     echo_parser.add_argument("--backend", choices=list(BACKENDS), default="asyncio")
     echo_parser.add_argument("--host", default="127.0.0.1")
     echo_parser.add_argument(
+        "--unix", metavar="PATH", help="serve on a Unix socket instead of TCP"
+    )
+    echo_parser.add_argument(
         "--port", type=int, default=8888, help="0 picks a free port (default: 8888)"
     )
 
@@ -84,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return demo(args.backend)
     if args.command == "echo-server":
-        return echo_server(args.backend, args.host, args.port)
+        return echo_server(args.backend, args.host, args.port, args.unix)
     raise AssertionError(args.command)  # pragma: no cover
 
 
@@ -118,7 +122,8 @@ def _address(sockname: object) -> str:
 
 
 async def _handle_echo(reader: StreamReader, writer: StreamWriter) -> None:
-    peer = _address(writer.get_extra_info("peername"))
+    # A Unix socket client has no name (its peername is "").
+    peer = _address(writer.get_extra_info("peername")) or "client"
     _say(f"{peer}: connected")
     try:
         while data := await reader.read(65536):
@@ -131,8 +136,11 @@ async def _handle_echo(reader: StreamReader, writer: StreamWriter) -> None:
         _say(f"{peer}: closed")
 
 
-async def _serve_echo(backend: str, host: str, port: int) -> None:
-    server = await start_server(_handle_echo, host, port)
+async def _serve_echo(backend: str, host: str, port: int, unix: str | None) -> None:
+    if unix is not None:
+        server = await start_unix_server(_handle_echo, unix)
+    else:
+        server = await start_server(_handle_echo, host, port)
     addresses = ", ".join(_address(sock.getsockname()) for sock in server.sockets)
     async with server, anyio.create_task_group() as task_group:
         await task_group.start(_close_on_signal, server)
@@ -156,11 +164,11 @@ async def _close_on_signal(
             return
 
 
-def echo_server(backend: str, host: str, port: int) -> int:
-    """Run an echo server until Ctrl+C."""
+def echo_server(backend: str, host: str, port: int, unix: str | None = None) -> int:
+    """Run an echo server (on the Unix socket ``unix`` if given) until Ctrl+C."""
     if not is_available(backend):
         print(f"backend {backend!r} is not installed", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    run(functools.partial(_serve_echo, backend, host, port), backend)
+    run(functools.partial(_serve_echo, backend, host, port, unix), backend)
     _say("stopped")
     return 0
