@@ -4,24 +4,26 @@
 and sends what it reads from its standard input. When its input ends it sends
 TLS's ``close_notify`` and closes; killing it closes the socket with no
 ``close_notify`` at all. With ``-quiet`` it does not print the port it listens
-on, so it gets a free one, and clients retry until it accepts (a probing
-connection would use up its ``-naccept 1``).
+on, so it gets a free one, and the test waits until the port is taken by a
+listening socket: a probing connection would use up its ``-naccept 1``, so
+:func:`listening` binds instead of connecting.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 import subprocess
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, Final, TypeVar
+from typing import IO, Final
 
 import anyio
 from programs import require_program
 from server_process import free_port
 from tls_certificates import Certificates
-
-T = TypeVar("T")
 
 #: How long a server may take to start accepting, and to finish.
 STARTUP: Final = 15.0
@@ -136,6 +138,12 @@ def s_server(certificates: Certificates, *options: str) -> Iterator[OpenSSLServe
     ]
     server = OpenSSLServer(argv, port)
     try:
+        deadline = time.monotonic() + STARTUP
+        while not listening(port):
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                server.finish()
+                raise AssertionError(f"s_server did not start:\n{server.errors()}")
+            time.sleep(0.01)
         yield server
     finally:
         if server.process.poll() is None:
@@ -145,13 +153,19 @@ def s_server(certificates: Certificates, *options: str) -> Iterator[OpenSSLServe
             server.process.stdin.close()
 
 
-async def connect_when_listening(
-    connect: Callable[[], Awaitable[T]], timeout: float = STARTUP
-) -> T:
-    """``await connect()``, retried while the server is not listening yet."""
-    with anyio.fail_after(timeout):
-        while True:
-            try:
-                return await connect()
-            except ConnectionRefusedError:
-                await anyio.sleep(0.02)
+def listening(port: int) -> bool:
+    """True if a socket listens on 127.0.0.1:``port``; never connects to it.
+
+    Binding with ``SO_REUSEADDR`` fails only where a socket listens (a socket
+    that is merely bound, as the server's is before it listens, does not
+    prevent it, nor does this one prevent the server's own bind).
+    """
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import re
 import ssl
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ from typing import Any, Literal
 
 import anyio
 import pytest
-from openssl_programs import OpenSSLServer, connect_when_listening, openssl, s_server
+from openssl_programs import OpenSSLServer, openssl, s_server
 from tls_certificates import CLIENT_NAME, Certificates, make_certificates
 
 import portastreams
@@ -73,14 +72,8 @@ async def client_scenario(
     ending: Ending,
 ) -> ClientOutcome:
     """Exchange the payloads with s_server, which then ends the connection."""
-    reader, writer = await connect_when_listening(
-        functools.partial(
-            open_connection,
-            "127.0.0.1",
-            server.port,
-            ssl=context,
-            server_hostname="localhost",
-        )
+    reader, writer = await open_connection(
+        "127.0.0.1", server.port, ssl=context, server_hostname="localhost"
     )
     version = writer.get_extra_info("ssl_object").version()
     writer.write(CLIENT_PAYLOAD)
@@ -183,14 +176,8 @@ async def refused_scenario(
 ) -> RefusedOutcome:
     step = "connect"
     try:
-        reader, writer = await connect_when_listening(
-            functools.partial(
-                open_connection,
-                "127.0.0.1",
-                server.port,
-                ssl=context,
-                server_hostname="localhost",
-            )
+        reader, writer = await open_connection(
+            "127.0.0.1", server.port, ssl=context, server_hostname="localhost"
         )
         try:
             # TLS 1.3 clients finish their handshake before the server has

@@ -24,7 +24,6 @@ import re
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from types import ModuleType
@@ -202,7 +201,9 @@ class PlainTextFront:
                 client.sendall(b"250-front hello\r\n250 STARTTLS\r\n")
                 self.said.append(read_line(client))  # STARTTLS
                 client.sendall(b"220 Ready to start TLS\r\n")
-                with self._connect_upstream() as upstream:
+                with socket.create_connection(
+                    ("127.0.0.1", self.tls_port), timeout=TIMEOUT
+                ) as upstream:
                     relays = [
                         threading.Thread(
                             target=relay, args=(client, upstream), daemon=True
@@ -219,18 +220,6 @@ class PlainTextFront:
             self.errors.append(exc)
         finally:
             self.listener.close()
-
-    def _connect_upstream(self) -> socket.socket:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                return socket.create_connection(
-                    ("127.0.0.1", self.tls_port), timeout=TIMEOUT
-                )
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
 
     def finish(self) -> None:
         self.thread.join(TIMEOUT)
