@@ -1,4 +1,4 @@
-"""``python -m portastreams``: ``demo``, ``echo-server`` and ``bench``."""
+"""``python -m portastreams``: ``demo``, ``echo-server``, ``cat`` and ``bench``."""
 
 from __future__ import annotations
 

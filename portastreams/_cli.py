@@ -6,6 +6,8 @@ Subcommands:
   :mod:`portastreams._demo`); exit status 1 if anything failed.
 * ``echo-server`` -- an echo server to try by hand, e.g. with ``nc``, over TCP
   or a Unix socket.
+* ``cat`` -- standard input to a connection and the connection to standard
+  output, like netcat (see :mod:`portastreams._cat`).
 * ``bench`` -- the benchmarks of a source checkout (``benchmarks/``), with
   the remaining arguments passed on to them.
 """
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 import anyio
 from anyio.abc import TaskStatus
 
-from . import __version__
+from . import __version__, _cat
 from ._demo import demo, show
 from ._reader import StreamReader
 from ._run import BACKENDS, is_available, run
@@ -70,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8888, help="0 picks a free port (default: 8888)"
     )
 
+    cat_parser = commands.add_parser(
+        "cat",
+        help="copy stdin to a connection and the connection to stdout, like netcat",
+        description="Copy standard input to a TCP, Unix or TLS connection and the "
+        "connection to standard output, until the peer closes.",
+    )
+    _cat.add_arguments(cat_parser)
+    cat_parser.set_defaults(cat_parser=cat_parser)  # for its usage errors
+
     commands.add_parser(
         "bench",
         help="run the benchmarks (source checkout only); arguments are passed on",
@@ -89,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo(args.backend)
     if args.command == "echo-server":
         return echo_server(args.backend, args.host, args.port, args.unix)
+    if args.command == "cat":
+        return _cat.main(args, args.cat_parser)
     raise AssertionError(args.command)  # pragma: no cover
 
 
