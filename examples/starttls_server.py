@@ -21,7 +21,9 @@ The dialogue is the smallest part of SMTP's (RFC 5321, STARTTLS from RFC
     C: QUIT
     S: 221 Bye
 
-ECHO only works over TLS (before, the answer is 530). With --client-cafile,
+ECHO only works over TLS (before, the answer is 530). A client that sends
+anything after STARTTLS before the handshake is refused (501), as bytes read
+in plain text must never pass for encrypted ones. With --client-cafile,
 clients must present a certificate signed by an authority in that file, and
 the EHLO reply names it. Each connection's TLS version, or why its handshake
 failed, is printed. Ctrl+C stops the server.
@@ -61,6 +63,19 @@ def address(sockname: object) -> str:
     if isinstance(sockname, tuple):
         return f"{sockname[0]}:{sockname[1]}"
     return str(sockname)
+
+
+async def sent_more(reader: portastreams.StreamReader) -> bool:
+    """True if the client has sent more than its command already.
+
+    A read with a deadline that has already passed: it returns at once if
+    bytes are buffered, and is otherwise cancelled, which takes nothing from
+    the stream. (Bytes still on their way are no danger: they reach the TLS
+    handshake, which fails on them.)
+    """
+    with anyio.move_on_after(0):
+        return bool(await reader.read(1))
+    return False
 
 
 async def handle(
@@ -117,6 +132,11 @@ async def converse(
             if encrypted:
                 reply(503, "Already using TLS")
                 continue
+            if await sent_more(reader):
+                # Plain text after STARTTLS would be read as if it had come
+                # over TLS (the reader keeps what it has buffered): refuse.
+                reply(501, "Nothing may follow STARTTLS before the handshake")
+                return
             # The client reads this line in plain text, then starts the
             # handshake; start_tls() sends the line before it takes over.
             reply(220, "Ready to start TLS")

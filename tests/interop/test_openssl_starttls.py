@@ -163,6 +163,37 @@ async def test_server_refuses_echo_in_plain_text(
     )
 
 
+@pytest.mark.anyio
+async def test_server_refuses_plain_text_after_starttls(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A command sent in plain text right behind STARTTLS would otherwise be
+    # read after the upgrade, as if it had come encrypted (the reader keeps
+    # what it has buffered, as asyncio's does): the server refuses.
+    starttls_server = import_example("starttls_server", monkeypatch)
+    context = starttls_server.server_context(
+        str(certificates.server_cert_file), str(certificates.server_key_file), None
+    )
+    handler = functools.partial(
+        starttls_server.handle, context=context, name="localhost"
+    )
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with anyio.fail_after(TIMEOUT):
+            reader, writer = await portastreams.open_connection("127.0.0.1", port)
+            writer.write(b"EHLO x\r\nSTARTTLS\r\nECHO injected\r\n")
+            replies = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+    assert replies == (
+        b"220 localhost portastreams STARTTLS example\r\n"
+        b"250-localhost hello x\r\n"
+        b"250 STARTTLS\r\n"
+        b"501 Nothing may follow STARTTLS before the handshake\r\n"
+    )
+
+
 # -- the client against s_server, behind a plain-text front ----------------------
 
 
