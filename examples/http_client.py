@@ -215,8 +215,17 @@ class HTTPConnection:
             if isinstance(event, h11.Event):
                 return event
             assert event is h11.NEED_DATA, event
+            data = await self._reader.read(RECEIVE_SIZE)
+            if not data and self._nothing_received():
+                # What a server closing an idle kept-alive connection looks like.
+                raise ConnectionResetError("the server closed without responding")
             # b"" at the end of the stream tells h11 that the server closed.
-            self._protocol.receive_data(await self._reader.read(RECEIVE_SIZE))
+            self._protocol.receive_data(data)
+
+    def _nothing_received(self) -> bool:
+        """True if no byte of the response to the last request has come."""
+        received, _ = self._protocol.trailing_data
+        return self._protocol.their_state is h11.SEND_RESPONSE and not received
 
 
 def write_head(out: BinaryIO, head: h11.Response) -> None:

@@ -69,6 +69,8 @@ http {{
         location /gzip/ {{ alias {dir}/www/; gzip on; gzip_types *; gzip_min_length 0; }}
         # The server ends the connection after two requests.
         location /few/ {{ alias {dir}/www/; keepalive_requests 2; }}
+        # The server closes connections idle for more than 200 ms.
+        location /brief/ {{ alias {dir}/www/; keepalive_timeout 200ms; }}
     }}
 }}
 """
@@ -281,6 +283,36 @@ async def test_server_ending_keep_alive(nginx: Nginx, http_client: Any) -> None:
     log = nginx.connections(tag, len(names))
     assert [entry[1] for entry in log] == [1, 2, 1, 2, 1]
     assert len({entry[0] for entry in log}) == 3
+
+
+class SlowOutput(BytesIO):
+    """Output that takes its time over the first body it gets."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def write(self, data: Any) -> int:
+        if self.delay:
+            time.sleep(self.delay)  # blocks: nothing else happens meanwhile
+            self.delay = 0
+        return super().write(data)
+
+
+async def test_stale_connection_is_retried(nginx: Nginx, http_client: Any) -> None:
+    # While the client is busy with the first body, nginx closes the idle
+    # connection; the next GET, sent on it, meets the closed connection and
+    # is sent again on a new one.
+    tag = marker()
+    out = SlowOutput(delay=1.0)
+    urls = [nginx.url(f"/brief/{name}?{tag}") for name in ("small.txt", "page.html")]
+    with anyio.fail_after(TIMEOUT):
+        opened = await http_client.fetch(urls, out)
+    assert out.getvalue() == FILES["small.txt"] + FILES["page.html"]
+    assert opened == 2
+    log = nginx.connections(tag, 2)
+    assert [entry[1] for entry in log] == [1, 1]
+    assert log[0][0] != log[1][0]
 
 
 # -- HTTPS --------------------------------------------------------------------------
