@@ -9,7 +9,6 @@ So is the example in README.md.
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib
 import os
 import signal
@@ -234,10 +233,15 @@ def test_starttls_keeps_the_buffer_as_asyncio_does(
     handle_starttls = tutorial("step7_starttls").handle_starttls
     server_context, client_context = tls_contexts
 
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await handle_starttls(reader, writer, server_context)
+        writer.close()  # asyncio's servers leave that to the handler
+        await writer.wait_closed()
+
     async def attack() -> bytes:
-        server = await asyncio.start_server(
-            functools.partial(handle_starttls, context=server_context), "127.0.0.1", 0
-        )
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
