@@ -176,6 +176,33 @@ def test_echo(backend: str, kind: Kind, sock_dir: Path) -> None:
     assert result.stderr == b""
 
 
+@pytest.mark.parametrize("source", ["file", "/dev/null"])
+def test_input_that_is_not_a_pipe(backend: str, sock_dir: Path, source: str) -> None:
+    # A regular file (which the event loop cannot watch: read directly) and
+    # /dev/null (which epoll refuses).
+    path = Path(os.devnull)
+    if source == "file":
+        path = sock_dir / "input.bin"
+        path.write_bytes(PAYLOAD)
+    with (
+        socat(*ECHO[:-1], listen("tcp", sock_dir), ECHO[-1]) as server,
+        path.open("rb") as stdin,
+    ):
+        result = subprocess.run(
+            cat_command(backend, target("tcp", server)),
+            stdin=stdin,
+            capture_output=True,
+            cwd=REPO,
+            env=child_env(),
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert server.finish() == 0
+    assert result.returncode == 0, describe(result)
+    assert result.stdout == (PAYLOAD if source == "file" else b"")
+    assert result.stderr == b""
+
+
 def test_upload(backend: str, kind: Kind, sock_dir: Path) -> None:
     # socat only stores what arrives, until the tool's end of stream.
     stored = sock_dir / "stored.bin"
