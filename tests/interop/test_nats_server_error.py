@@ -11,7 +11,9 @@ arrived before a connection failure are read first, then the error.
 On trio (the AnyIO stream path) that does not hold today: the failed write
 makes the transport close the stream under the reader, whose next receive
 then reports a clean EOF. The line is lost, and the reset is reported as an
-EOF. The second test is the same failure without NATS, deterministically.
+EOF. Whether the write fails before the reader has taken the line is a race,
+so the first test fails on trio only sometimes; the second is the same
+failure without NATS, deterministically.
 """
 
 from __future__ import annotations
@@ -37,19 +39,30 @@ from nats_client import NatsClient, NatsError
 pytestmark = pytest.mark.anyio
 
 #: The trio path loses the bytes that arrived before a reset once a write fails.
-TRIO_LOSES_THE_LAST_WORDS = pytest.mark.xfail(
-    strict=True,
-    reason="core bug: on the AnyIO stream path (trio) a failed write closes the "
+CORE_BUG = (
+    "core bug: on the AnyIO stream path (trio) a failed write closes the "
     "stream under the reader, which then reads EOF: the bytes that arrived "
-    "before the reset are lost and the reset is reported as a clean EOF",
+    "before the reset are lost and the reset is reported as a clean EOF"
 )
 
+#: For the deterministic reproduction: fails on trio until the bug is fixed.
 BACKENDS = [
     *ASYNCIO_BACKENDS,
-    pytest.param(("trio", {}), id="trio", marks=TRIO_LOSES_THE_LAST_WORDS),
+    pytest.param(
+        ("trio", {}), id="trio", marks=pytest.mark.xfail(strict=True, reason=CORE_BUG)
+    ),
 ]
 
-#: Attempts per test: the write loses the race to the reset about half the time.
+#: For the race with a real server: on trio the write loses the race to the
+#: reset in about half of the attempts on an idle machine, seldom under load.
+RACING_BACKENDS = [
+    *ASYNCIO_BACKENDS,
+    pytest.param(
+        ("trio", {}), id="trio", marks=pytest.mark.xfail(strict=False, reason=CORE_BUG)
+    ),
+]
+
+#: Attempts per run of the race.
 ATTEMPTS = 20
 
 
@@ -59,7 +72,7 @@ def nats() -> Iterator[NatsServer]:
         yield server
 
 
-@pytest.mark.parametrize("anyio_backend", BACKENDS)
+@pytest.mark.parametrize("anyio_backend", RACING_BACKENDS)
 async def test_server_error_before_the_reset_is_read(nats: NatsServer) -> None:
     with anyio.fail_after(60):
         for _ in range(ATTEMPTS):
