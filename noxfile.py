@@ -95,7 +95,7 @@ put_pyenv_pythons_on_path()
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite on asyncio, asyncio + uvloop and trio (the wheel test is in `package`)."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,interop]")
     session.run(*TEST_COMMAND, "-m", "not wheel", *session.posargs)
 
 
@@ -115,7 +115,7 @@ def typecheck(session: nox.Session) -> None:
     with mypy < 1.11, and its trio-stubs would shadow the inline types trio
     has shipped since 0.23 (see docs/development.rst).
     """
-    session.install("-e", ".[test,bench]", "mypy", "pyright")
+    session.install("-e", ".[test,interop,bench]", "mypy", "pyright")
     session.run("mypy")
     session.run("pyright", "--verifytypes", "portastreams", "--ignoreexternal")
 

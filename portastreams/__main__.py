@@ -1,4 +1,4 @@
-"""``python -m portastreams``: ``demo`` and ``echo-server`` (see :mod:`portastreams._cli`).
+"""``python -m portastreams``: ``demo``, ``echo-server`` and ``cat`` (see :mod:`portastreams._cli`).
 
 The installed ``portastreams`` console script calls :func:`main` directly.
 """

@@ -4,7 +4,10 @@ Subcommands:
 
 * ``demo`` -- run the stream demo on every installed backend (see
   :mod:`portastreams._demo`); exit status 1 if anything failed.
-* ``echo-server`` -- an echo server to try by hand, e.g. with ``nc``.
+* ``echo-server`` -- an echo server to try by hand, e.g. with ``nc``, over TCP
+  or a Unix socket.
+* ``cat`` -- standard input to a connection and the connection to standard
+  output, like netcat (see :mod:`portastreams._cat`).
 
 The benchmarks are not part of the installed package: they live in
 ``benchmarks/`` of a source checkout and run with ``nox -s bench`` or
@@ -23,11 +26,11 @@ from collections.abc import Sequence
 import anyio
 from anyio.abc import TaskStatus
 
-from . import __version__
+from . import __version__, _cat
 from ._demo import demo, show
 from ._reader import StreamReader
 from ._run import BACKENDS, is_available, not_installed, run
-from ._server import Server, start_server
+from ._server import Server, start_server, start_unix_server
 from ._writer import StreamWriter
 
 __all__ = ["CONSOLE_SCRIPT", "MODULE_COMMAND", "build_parser", "main"]
@@ -78,8 +81,20 @@ def build_parser(prog: str = CONSOLE_SCRIPT) -> argparse.ArgumentParser:
     echo_parser.add_argument("--backend", choices=list(BACKENDS), default="asyncio")
     echo_parser.add_argument("--host", default="127.0.0.1")
     echo_parser.add_argument(
+        "--unix", metavar="PATH", help="serve on a Unix socket instead of TCP"
+    )
+    echo_parser.add_argument(
         "--port", type=int, default=8888, help="0 picks a free port (default: 8888)"
     )
+
+    cat_parser = commands.add_parser(
+        "cat",
+        help="copy stdin to a connection and the connection to stdout, like netcat",
+        description="Copy standard input to a TCP, Unix or TLS connection and the "
+        "connection to standard output, until the peer closes.",
+    )
+    _cat.add_arguments(cat_parser)
+    cat_parser.set_defaults(cat_parser=cat_parser)  # for its usage errors
     return parser
 
 
@@ -98,7 +113,9 @@ def main(argv: Sequence[str] | None = None, prog: str = CONSOLE_SCRIPT) -> int:
     if args.command == "demo":
         return demo(args.backend)
     if args.command == "echo-server":
-        return echo_server(args.backend, args.host, args.port)
+        return echo_server(args.backend, args.host, args.port, args.unix)
+    if args.command == "cat":
+        return _cat.main(args, args.cat_parser)
     raise AssertionError(args.command)  # pragma: no cover
 
 
@@ -114,7 +131,8 @@ def _address(sockname: object) -> str:
 
 
 async def _handle_echo(reader: StreamReader, writer: StreamWriter) -> None:
-    peer = _address(writer.get_extra_info("peername"))
+    # A Unix socket client has no name (its peername is "").
+    peer = _address(writer.get_extra_info("peername")) or "client"
     _say(f"{peer}: connected")
     try:
         while data := await reader.read(65536):
@@ -127,8 +145,11 @@ async def _handle_echo(reader: StreamReader, writer: StreamWriter) -> None:
         _say(f"{peer}: closed")
 
 
-async def _serve_echo(backend: str, host: str, port: int) -> None:
-    server = await start_server(_handle_echo, host, port)
+async def _serve_echo(backend: str, host: str, port: int, unix: str | None) -> None:
+    if unix is not None:
+        server = await start_unix_server(_handle_echo, unix)
+    else:
+        server = await start_server(_handle_echo, host, port)
     addresses = ", ".join(_address(sock.getsockname()) for sock in server.sockets)
     async with server, anyio.create_task_group() as task_group:
         await task_group.start(_close_on_signal, server)
@@ -152,11 +173,11 @@ async def _close_on_signal(
             return
 
 
-def echo_server(backend: str, host: str, port: int) -> int:
-    """Run an echo server until Ctrl+C."""
+def echo_server(backend: str, host: str, port: int, unix: str | None = None) -> int:
+    """Run an echo server (on the Unix socket ``unix`` if given) until Ctrl+C."""
     if not is_available(backend):
         print(not_installed(backend), file=sys.stderr)
         return EXIT_UNAVAILABLE
-    run(functools.partial(_serve_echo, backend, host, port), backend)
+    run(functools.partial(_serve_echo, backend, host, port, unix), backend)
     _say("stopped")
     return 0

@@ -24,6 +24,7 @@ import anyio
 import pytest
 import trio
 import trustme
+from programs import require_module
 
 import portastreams
 import portastreams.testing
@@ -59,9 +60,11 @@ def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 def test_every_file_is_tested() -> None:
     tested = {
+        "http_h11.py",
         "porting_anyio.py",
         "porting_asyncio.py",
         "porting_trio.py",
+        "redis_protocol.py",  # needs a redis-server: tests/interop/test_redis_tutorial.py
         "step1_backends.py",  # run as a script below, on each backend
         "step1_echo.py",
         "step1_unix.py",
@@ -70,6 +73,7 @@ def test_every_file_is_tested() -> None:
         "step4_timeouts.py",
         "step5_flow_control.py",
         "step6_shutdown.py",
+        "starttls_guard.py",
         "step7_starttls.py",
         "step7_tls.py",
         "step8_testing.py",
@@ -203,6 +207,67 @@ async def test_step8_testing(tutorial: Any) -> None:
     assert len(checked) == 2 * len(portastreams.testing.SCENARIOS)
 
 
+# -- real protocols: HTTP with h11, STARTTLS safely ------------------------
+
+
+async def test_http_h11(tutorial: Any) -> None:
+    require_module("h11")
+    assert await tutorial("http_h11").main(0) == [
+        (200, b"length 21", b"You asked for /hello\n"),
+        (200, b"chunked", b"You asked for /chunked\n"),
+    ]
+
+
+async def test_starttls_guard(
+    tutorial: Any, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    assert await tutorial("starttls_guard").main(*tls_contexts, 0) == [
+        b"Hello, Carol, privately\n",
+        b"Hello, Mallory, privately\n",  # step 7's server: plain text got in
+        b"Hello, Carol, privately\n",
+        b"ERR nothing may follow STARTTLS\n",
+    ]
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="asyncio's StreamWriter.start_tls() is new in 3.11",
+)
+def test_starttls_keeps_the_buffer_as_asyncio_does(
+    tutorial: Any, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    # What starttls.rst says: the upgrade keeps what the reader has buffered,
+    # in asyncio's own streams too -- step 7's server, on asyncio's own
+    # start_server, greets Mallory "privately" as well.
+    handle_starttls = tutorial("step7_starttls").handle_starttls
+    server_context, client_context = tls_contexts
+
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await handle_starttls(reader, writer, server_context)
+        writer.close()  # asyncio's servers leave that to the handler
+        await writer.wait_closed()
+
+    async def attack() -> bytes:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reader.readline()
+            writer.write(b"STARTTLS\nMallory\n")
+            assert await reader.readline() == b"GO AHEAD\n"
+            if sys.version_info >= (3, 11):  # (mypy checks this file as 3.10)
+                await writer.start_tls(client_context, server_hostname="localhost")
+            writer.write(b"Carol\n")
+            answer = await reader.readline()
+            writer.close()
+            await writer.wait_closed()
+        return answer
+
+    assert asyncio.run(asyncio.wait_for(attack(), 30)) == b"Hello, Mallory, privately\n"
+
+
 # -- the porting guide's program: asyncio, trio, and AnyIO on every backend --
 
 
@@ -248,12 +313,20 @@ def run_script(*args: str) -> str:
         ("step7_tls.py", "(('DNS', 'localhost'),)\n"),
         ("step7_starttls.py", "Received b'Hello, Bob, privately\\n'"),
         ("step8_testing.py", "26 contract checks passed\n"),
+        ("http_h11.py", "(200, b'chunked', b'You asked for /chunked\\n')\n"),
+        (
+            "starttls_guard.py",
+            "handle_guarded: b'STARTTLS\\nMallory\\n' -> "
+            "b'ERR nothing may follow STARTTLS\\n'\n",
+        ),
         ("porting_asyncio.py", "[b'one\\n', b'two\\n']\n"),
         ("porting_trio.py", "[b'one\\n', b'two\\n']\n"),
         ("porting_anyio.py", "[b'one\\n', b'two\\n']\n"),
     ],
 )
 def test_script(script: str, expected: str) -> None:
+    if script == "http_h11.py":
+        require_module("h11")
     assert expected in run_script(script)
 
 
