@@ -28,6 +28,9 @@ server is out of file descriptors. Commands:
     Call the server method (on every server of the process).
 ``wait_closed``
     ``close()`` then ``await wait_closed()`` (argument ``timeout``).
+``leak``
+    Open a descriptor and start a task that never ends: the instrument's
+    self-test (its leak checks must then fail).
 ``exit``
     Answer, then leave (cancelling whatever still runs).
 """
@@ -215,6 +218,7 @@ class ServerProcess:
             resource.RLIMIT_NOFILE
         )
         self.done = False
+        self.leaked: list[int] = []
 
     async def serve(self) -> dict[str, Any]:
         assert self.task_group is not None
@@ -294,6 +298,11 @@ class ServerProcess:
             return {}
         if cmd == "wait_closed":
             return await self.wait_closed(float(request.get("timeout", 30.0)))
+        if cmd == "leak":
+            assert self.task_group is not None
+            self.leaked.append(os.open(os.devnull, os.O_RDONLY))
+            self.task_group.start_soon(anyio.sleep_forever)
+            return {}
         if cmd == "exit":
             self.done = True
             return {}
@@ -327,6 +336,8 @@ class ServerProcess:
             await self.control_loop()
             task_group.cancel_scope.cancel()
         self.memory.stop()
+        for fd in self.leaked:
+            os.close(fd)
 
 
 def _write_line(text: str) -> None:

@@ -322,39 +322,9 @@ class ServerLife:
     def check_delivery(self, outcomes: list[dict[str, Any]]) -> int:
         """Everything the server wrote arrived; returns (and records) the bytes lost.
 
-        For each session whose connection ended cleanly and whose replies are
-        exactly known, the server's ledger must show
-        ``written_open <= received <= written``: every byte written while
-        the connection was open arrived, and nothing else did.
+        See :func:`delivery`.
         """
-        ledger = self.ledger()
-        lost = 0
-        problems = []
-        verified = 0
-        for outcome in outcomes:
-            verified += outcome["verified"]
-            lost += outcome["lost"]
-            if not outcome["exact"] or outcome["end"] not in ("eof", "closed"):
-                continue
-            entry = ledger.get(str(outcome["cid"]))
-            if entry is None:
-                problems.append(
-                    f"{outcome['scenario']} #{outcome['cid']}: no ledger entry"
-                )
-                continue
-            _mode, written, written_open, _read, _result = entry
-            received = outcome["received"]
-            if received < written_open:
-                lost += written_open - received
-                problems.append(
-                    f"{outcome['scenario']} #{outcome['cid']}: received {received} of "
-                    f"{written_open} bytes written"
-                )
-            elif received > written:
-                problems.append(
-                    f"{outcome['scenario']} #{outcome['cid']}: received {received}, "
-                    f"more than the {written} written"
-                )
+        verified, lost, problems = delivery(outcomes, self.ledger())
         if problems:
             self.row.fail(
                 f"{len(problems)} deliveries wrong: " + "; ".join(problems[:5])
@@ -395,9 +365,40 @@ class ServerLife:
         )
 
 
-def row_for(experiment: str, target: Target) -> Row:
-    return Row(experiment, target)
+def delivery(
+    outcomes: list[dict[str, Any]], ledger: dict[str, list[Any]]
+) -> tuple[int, int, list[str]]:
+    """Compare what clients received with the server's ledger.
 
-
-def fault_outcomes(outcomes: list[dict[str, Any]]) -> int:
-    return sum(1 for o in outcomes if o["fault"])
+    Returns ``(bytes verified, bytes lost, problems)``. For each session whose
+    connection ended cleanly (EOF, or closed by the client after every
+    expected reply) and whose replies are exactly known, the ledger must show
+    ``written_open <= received <= written``: every byte the handler wrote
+    while the connection was open arrived, and nothing else did. Bytes a
+    scenario itself found missing count as lost too.
+    """
+    lost = 0
+    verified = 0
+    problems = []
+    for outcome in outcomes:
+        verified += outcome["verified"]
+        lost += outcome["lost"]
+        if not outcome["exact"] or outcome["end"] not in ("eof", "closed"):
+            continue
+        name = f"{outcome['scenario']} #{outcome['cid']}"
+        entry = ledger.get(str(outcome["cid"]))
+        if entry is None:
+            problems.append(f"{name}: the server has no record of it")
+            continue
+        _mode, written, written_open, _read, _result = entry
+        received = outcome["received"]
+        if received < written_open:
+            lost += written_open - received
+            problems.append(
+                f"{name}: received {received} of {written_open} bytes written"
+            )
+        elif received > written:
+            problems.append(
+                f"{name}: received {received}, more than the {written} written"
+            )
+    return verified, lost, problems

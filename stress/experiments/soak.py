@@ -78,7 +78,7 @@ def run_soak(
     with ServerLife(row, profile, certificates, handshake_timeout=timeout) as life:
         bursts: list[Burst] = []
         with life.load_generator(
-            sessions, concurrency=profile.soak_concurrency, step_timeout=20.0
+            sessions, concurrency=profile.soak_concurrency, step_timeout=10.0
         ) as load:
             started = time.monotonic()
             for index, at in enumerate(burst_times):
