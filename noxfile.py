@@ -55,3 +55,37 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against asyncio's own streams and AnyIO's BufferedByteStream."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "portastreams", "bench", *session.posargs)
+
+
+@nox.session(python="3.12")
+def stress(session: nox.Session) -> None:
+    """The stress suite with asyncio's own server as the control, and its report.
+
+    ``nox -s stress`` runs the short profile (the test suite runs it too,
+    without the control); ``nox -s stress -- --profile long`` the long one
+    (10,000 connections, a 60-second soak). ``-- --help`` lists the options.
+    The report goes to stress-results/.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "stress", *session.posargs)
+
+
+@nox.session(python="3.12")
+def fuzz(session: nox.Session) -> None:
+    """Beyond CI: the differential reader properties at 100,000 examples each,
+    then random bytes and disconnects into the example servers.
+
+    ``FUZZ_EXAMPLES=N`` changes the examples per property; arguments after
+    ``--`` go to the server fuzz target (``--seconds S`` per target and
+    backend, default 20; ``--cases N``; ``--seed N``).
+    """
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/test_reader_differential.py",
+        "--hypothesis-show-statistics",
+        env={"HYPOTHESIS_PROFILE": "fuzz"},
+    )
+    session.run("python", "-m", "stress.fuzz", *session.posargs)
