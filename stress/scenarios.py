@@ -15,6 +15,7 @@ is judged on surviving it (by the experiment).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import socket
@@ -124,7 +125,12 @@ async def close(writer: asyncio.StreamWriter) -> None:
 
 
 def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionResetError):
+    """How a connection error ended a session, in the words of the reports.
+
+    A broken pipe counts as a reset: the peer closed abortively (with our
+    data unread, or before our next write).
+    """
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
         return "reset"
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
@@ -636,34 +642,51 @@ async def echo_until_closed(
 ) -> Outcome:
     """Round trips (``max`` at most, ``pause`` s apart) until the server ends them.
 
-    Well behaved: on EOF, stop sending and close. Every reply is checked; the
-    ledger check then tells whether everything the server wrote arrived.
+    With ``pipeline`` n > 1, n requests are in flight at a time (the next
+    one is sent before the reply to the last one is read), as HTTP/1.1
+    clients may do: a server that closes then nearly always has a request
+    unread. Well behaved all the same: on EOF, stop sending and close. Every
+    reply is checked, in order; the ledger check then tells whether
+    everything the server wrote arrived.
     """
     outcome = Outcome("echo_until_closed", cid, exact=True)
     reader, writer = await connect(ctx)
     writer.write(wire.header(wire.ECHO, cid))
     pause = float(params.get("pause", 0.0))
-    for sequence in range(int(params.get("max", 10**9))):
-        line = random_line(rng, cid, sequence)
+    count = int(params.get("max", 10**9))
+    in_flight: collections.deque[bytes] = collections.deque()
+    sequence = 0
+    outcome.end = "closed"
+    while sequence < count or in_flight:
         try:
-            writer.write(line)
-            outcome.sent += len(line)
+            while sequence < count and len(in_flight) < int(params.get("pipeline", 1)):
+                line = random_line(rng, cid, sequence)
+                sequence += 1
+                writer.write(line)
+                in_flight.append(line)
+                outcome.sent += len(line)
             reply = await asyncio.wait_for(reader.readline(), ctx.step_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             outcome.end = describe_error(exc)
+            break
+        except RuntimeError:
+            # uvloop's write() on a transport that a reset already closed
+            # (asyncio's drops the data silently): the connection was lost.
+            if not writer.transport.is_closing():
+                raise
+            outcome.end = "reset"
             break
         outcome.received += len(reply)
         if not reply:
             outcome.end = "eof"
             break
-        if reply != line:
-            outcome.fail(f"reply {reply[:40]!r} is not {line[:40]!r}")
+        expected = in_flight.popleft()
+        if reply != expected:
+            outcome.fail(f"reply {reply[:40]!r} is not {expected[:40]!r}")
             break
         outcome.verified += len(reply)
         if pause:
             await asyncio.sleep(pause * rng.uniform(0.5, 1.5))
-    else:
-        outcome.end = "closed"
     await close(writer)
     return outcome
 

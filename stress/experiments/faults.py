@@ -103,7 +103,9 @@ def run_shutdown(method: str, target: Target, profile: Profile) -> Row:
         elif index % 4 == 3:
             sessions.append(["download_until_closed", index, rng.randrange(2**32), {}])
         else:
-            params = {"pause": 0.002 * (index % 3)}
+            # Half of them pipeline two requests: a server that closes has
+            # one unread nearly always, and must still not reset them.
+            params = {"pause": 0.002 * (index % 3), "pipeline": 1 + index % 2}
             sessions.append(["echo_until_closed", index, rng.randrange(2**32), params])
     with ServerLife(row, profile) as life:
         with life.load_generator(
