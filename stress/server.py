@@ -28,6 +28,9 @@ server is out of file descriptors. Commands:
     Call the server method (on every server of the process).
 ``wait_closed``
     ``close()`` then ``await wait_closed()`` (argument ``timeout``).
+``supports``
+    Whether the server has the method ``method`` (asyncio's servers gained
+    ``close_clients``/``abort_clients`` in 3.13; uvloop's have neither).
 ``leak``
     Open a descriptor and start a task that never ends: the instrument's
     self-test (its leak checks must then fail).
@@ -70,6 +73,8 @@ class Serving(Protocol):
     """A running server of either implementation."""
 
     ports: dict[str, int]
+
+    def supports(self, method: str) -> bool: ...
 
     def is_serving(self) -> bool: ...
     def close(self) -> None: ...
@@ -130,6 +135,9 @@ class PortastreamsServing:
             await task_group.start(server.serve_forever)
         return serving
 
+    def supports(self, method: str) -> bool:
+        return True
+
     def is_serving(self) -> bool:
         return all(server.is_serving() for server in self._servers.values())
 
@@ -187,6 +195,9 @@ class AsyncioServing:
     def close(self) -> None:
         for server in self._servers.values():
             server.close()
+
+    def supports(self, method: str) -> bool:
+        return all(hasattr(server, method) for server in self._servers.values())
 
     def _each_client(self, method: str) -> None:
         for server in self._servers.values():
@@ -298,6 +309,8 @@ class ServerProcess:
             return {}
         if cmd == "wait_closed":
             return await self.wait_closed(float(request.get("timeout", 30.0)))
+        if cmd == "supports":
+            return {"supports": self._serving().supports(str(request["method"]))}
         if cmd == "leak":
             assert self.task_group is not None
             self.leaked.append(os.open(os.devnull, os.O_RDONLY))
