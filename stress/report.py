@@ -13,6 +13,9 @@ from .experiments import EXPERIMENTS, Experiment
 from .profiles import Profile
 from .results import Row
 
+#: The order of the backends in tables, as everywhere in the project.
+BACKEND_ORDER = ("asyncio", "uvloop", "trio")
+
 
 def _control_for(row: Row, rows: Sequence[Row]) -> Row | None:
     """The control to compare ``row`` with: same backend if run, else asyncio's."""
@@ -46,7 +49,9 @@ def _result(row: Row) -> str:
 
 def table(experiment: Experiment, rows: Sequence[Row]) -> str:
     """One experiment's rows as a markdown table, subjects first, then controls."""
-    ordered = sorted(rows, key=lambda r: (r.target.is_control, r.target.backend))
+    ordered = sorted(
+        rows, key=lambda r: (r.target.is_control, BACKEND_ORDER.index(r.target.backend))
+    )
     headers = ["server", *(c.header for c in experiment.columns), "result"]
     lines = [
         "| " + " | ".join(headers) + " |",
