@@ -177,3 +177,50 @@ def mutation(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]", "mutmut>=3.8,<4")
     session.run("python", "tools/mutation.py", *session.posargs)
+
+
+@nox.session(python=TOOLS_PYTHON)
+def stress(session: nox.Session) -> None:
+    """The stress suite with asyncio's own server as the control, and its report.
+
+    ``nox -s stress`` runs the short profile (the test suite runs it too,
+    without the control); ``nox -s stress -- --profile long`` the long one
+    (10,000 connections, a 60-second soak). ``-- --help`` lists the options.
+    The report goes to stress-results/.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "stress", *session.posargs)
+    # TLS write(); close() delivers everything, over 1,000 seeded runs per
+    # backend and direction (CI runs 40).
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/test_tls_close.py",
+        "-o",
+        "async_test_deadline=1800",
+        "-o",
+        "timeout=1800",
+        env={"PORTASTREAMS_TLS_CLOSE_RUNS": "1000"},
+    )
+
+
+@nox.session(python=TOOLS_PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """Beyond CI: the differential reader properties at 100,000 examples each,
+    then random bytes and disconnects into the example servers.
+
+    ``FUZZ_EXAMPLES=N`` changes the examples per property; arguments after
+    ``--`` go to the server fuzz target (``--seconds S`` per target and
+    backend, default 20; ``--cases N``; ``--seed N``).
+    """
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/test_reader_differential.py",
+        "--hypothesis-show-statistics",
+        env={"HYPOTHESIS_PROFILE": "fuzz"},
+    )
+    session.run("python", "-m", "stress.fuzz", *session.posargs)

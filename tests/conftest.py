@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 from backends import BACKENDS
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from sockets import Kind
 
 #: Every async test gets a deadline (tests/deadlines.py).
@@ -20,6 +20,14 @@ pytest_plugins = ["deadlines"]
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=300, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=30, deadline=None)
+# Beyond CI (nox -s fuzz): at least 100,000 examples per property by default.
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "100000")),
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

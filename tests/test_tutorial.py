@@ -9,6 +9,7 @@ So is the example in README.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import os
 import signal
@@ -65,6 +66,7 @@ def test_every_file_is_tested() -> None:
         "porting_asyncio.py",
         "porting_trio.py",
         "redis_protocol.py",  # needs a redis-server: tests/interop/test_redis_tutorial.py
+        "production.py",
         "step1_backends.py",  # run as a script below, on each backend
         "step1_echo.py",
         "step1_unix.py",
@@ -271,6 +273,55 @@ def test_starttls_keeps_the_buffer_as_asyncio_does(
 # -- the porting guide's program: asyncio, trio, and AnyIO on every backend --
 
 
+async def test_production(tutorial: Any) -> None:
+    # One client at a time, idle clients sent away: production.rst's example.
+    with anyio.fail_after(10):
+        assert await tutorial("production").main(0, idle_timeout=0.2) == [
+            b"HELLO\n",
+            b"busy, try again later\n",
+            b"idle for too long, bye\n",
+        ]
+
+
+async def test_production_aborts_a_client_that_does_not_read(tutorial: Any) -> None:
+    # The write timeout: a client that leaves its replies unread is dropped
+    # (a reset, not a flush that would never finish), and the server goes on.
+    production = tutorial("production")
+    handler = functools.partial(
+        production.handle,
+        clients=anyio.CapacityLimiter(10),
+        idle_timeout=10.0,
+        write_timeout=0.2,
+    )
+    with anyio.fail_after(10):
+        server = await portastreams.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            _, writer = await portastreams.open_connection("127.0.0.1", port)
+            line = b"x" * 60_000 + b"\n"
+            sent = 0
+
+            async def send_without_reading() -> None:
+                nonlocal sent
+                while True:
+                    writer.write(line)
+                    sent += len(line)
+                    await writer.drain()
+
+            with pytest.raises(ConnectionError):  # reset by the server's abort
+                await send_without_reading()
+            assert sent > 100_000  # more than the buffers could hold unread
+            writer.close()
+            await writer.wait_closed()
+            other_reader, other_writer = await portastreams.open_connection(
+                "127.0.0.1", port
+            )
+            other_writer.write(b"still there?\n")
+            assert await other_reader.readline() == b"STILL THERE?\n"
+            other_writer.close()
+            await other_writer.wait_closed()
+
+
 def test_porting_asyncio_original(tutorial: Any) -> None:
     main = tutorial("porting_asyncio").main
     assert asyncio.run(main(0)) == [b"one\n", b"two\n"]
@@ -322,6 +373,10 @@ def run_script(*args: str) -> str:
         ("porting_asyncio.py", "[b'one\\n', b'two\\n']\n"),
         ("porting_trio.py", "[b'one\\n', b'two\\n']\n"),
         ("porting_anyio.py", "[b'one\\n', b'two\\n']\n"),
+        (
+            "production.py",
+            "b'HELLO\\n'\nb'busy, try again later\\n'\nb'idle for too long, bye\\n'\n",
+        ),
     ],
 )
 def test_script(script: str, expected: str) -> None:
