@@ -106,7 +106,7 @@ async def test_bind_error_matches_asyncio() -> None:
 
     try:
         expected = await oracle(theirs)
-        with pytest.raises(OSError) as caught:
+        with pytest.raises(OSError, match="error while attempting to bind") as caught:
             await portastreams.start_server(
                 idle_handler, "127.0.0.1", port, reuse_address=False
             )
@@ -283,7 +283,8 @@ async def test_client_reset_is_one_line_at_info(
     assert info[0].levelno == logging.INFO
     message = info[0].getMessage()
     assert "ConnectionResetError" in message
-    assert "\n" not in message and "anyio" not in message.lower()
+    assert "\n" not in message
+    assert "anyio" not in message.lower()
     assert info[0].exc_info is None
     # The whole story is there at DEBUG.
     assert any(r.exc_info for r in caplog.records if r.levelno == logging.DEBUG)
@@ -366,7 +367,7 @@ async def test_dropped_writer_is_closed_with_a_resource_warning() -> None:
         async with server:
             _reader, writer = await portastreams.open_connection("127.0.0.1", port)
             writer.write(b"bye")
-            with pytest.warns(ResourceWarning, match="unclosed"):
+            with pytest.warns(ResourceWarning, match="unclosed"):  # noqa: PT031
                 del writer
                 gc.collect()
             await got_eof.wait()

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from ..profiles import MiB, Profile
 from ..results import Row, Target
-from .common import Certificates, ServerLife
+from .common import Certificates, ServerLife, escaped_bugs
 from .exhaustion import QUEUED_IDS, Burst, exhaust_fds_once
 from .faults import faults_injected
 
@@ -121,8 +121,8 @@ def run_soak(
         row.figures["scenarios"] = dict(Counter(o["scenario"] for o in outcomes))
         life.check_logs(
             final,
-            expected=sum(final["stats"]["escaped"].values()) + len(bursts),
-            what="one per handler failure and one per fd burst",
+            expected=escaped_bugs(final) + len(bursts),
+            what="one per handler bug and one per fd burst",
         )
         life.check_serving()
         life.finish()
