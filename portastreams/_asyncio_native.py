@@ -84,16 +84,24 @@ class BufferedStreamReaderProtocol(StreamReaderProtocol, asyncio.BufferedProtoco
         self._reader.feed_data(self._receive_view[:nbytes])
 
 
-def can_open_natively(happy_eyeballs_delay: float | None) -> bool:
+def _running_uvloop() -> bool:
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
+def can_open_natively(
+    happy_eyeballs_delay: float | None = None, *, tls: bool = False
+) -> bool:
     """True if the running asyncio loop can make this connection itself.
 
-    uvloop's ``create_connection`` has no ``happy_eyeballs_delay``; such a
-    connection takes the AnyIO path, which honours it.
+    uvloop's ``create_connection`` has no ``happy_eyeballs_delay``, and its
+    TLS transport drops the last bytes it received when the peer closes
+    without ``close_notify`` (asyncio's own streams on uvloop lose them
+    too): such connections take the AnyIO path, which honours the option and
+    runs portastreams' own TLS layer.
     """
-    if happy_eyeballs_delay is None:
+    if happy_eyeballs_delay is None and not tls:
         return True
-    loop_module = type(asyncio.get_running_loop()).__module__
-    return not loop_module.startswith("uvloop")
+    return not _running_uvloop()
 
 
 def _tls_options(
@@ -119,6 +127,8 @@ def _native_pair(
     # start with a 16-byte low-water mark.
     cast("asyncio.WriteTransport", transport).set_write_buffer_limits()
     writer = StreamWriter(transport, protocol, reader)
+    for name in ("peername", "sockname"):
+        writer._addresses[name] = transport.get_extra_info(name)
     return reader, writer
 
 

@@ -197,7 +197,9 @@ async def open_connection(
                 "You must set server_hostname when using ssl without a host"
             )
         server_hostname = host
-    if running_backend() == "asyncio" and can_open_natively(happy_eyeballs_delay):
+    if running_backend() == "asyncio" and can_open_natively(
+        happy_eyeballs_delay, tls=context is not None
+    ):
         return await open_native_connection(
             host,
             port,
@@ -291,7 +293,7 @@ async def open_unix_connection(
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
     elif path is None:
         raise ValueError("no path and sock were specified")
-    if running_backend() == "asyncio":
+    if running_backend() == "asyncio" and can_open_natively(tls=context is not None):
         return await open_native_unix_connection(
             path,
             limit=limit,

@@ -115,7 +115,11 @@ def native_extra_attributes(
     get_extra_info: Callable[[str], Any], server_side: bool
 ) -> Mapping[Any, Callable[[], Any]]:
     """AnyIO typed attributes for an asyncio transport, from its extra info."""
-    attributes = dict(socket_extra_attributes(get_extra_info("socket")))
+    try:
+        sock = get_extra_info("socket")
+        attributes = dict(socket_extra_attributes(sock))
+    except (OSError, AttributeError):  # a closed transport (uvloop's fail)
+        return {}
     ssl_object = get_extra_info("ssl_object")
     if ssl_object is not None:
         attributes.update(tls_extra_attributes(ssl_object, server_side))

@@ -163,12 +163,15 @@ class StreamReaderProtocol(asyncio.Protocol):
             # The peer is done sending, or TLS (whose close already sends
             # close_notify and waits for the peer's).
             transport.close()
+            self._linger_timer = self._get_loop().call_later(timeout, transport.abort)
             return
         self._lingering = True
         transport.write_eof()
         if self._paused_reading_for_linger():
             transport.resume_reading()
-        self._linger_timer = self._get_loop().call_later(timeout, transport.close)
+        # After the grace period, whatever is left is dropped: a peer that
+        # neither reads nor finishes does not hold the connection open.
+        self._linger_timer = self._get_loop().call_later(timeout, transport.abort)
 
     def _paused_reading_for_linger(self) -> bool:
         reader = self._reader
@@ -179,6 +182,10 @@ class StreamReaderProtocol(asyncio.Protocol):
 
     async def _drain_helper(self) -> None:
         if self._connection_lost:
+            raise ConnectionResetError("Connection lost")
+        if self._lingering:
+            # Closed gracefully by the server: writing is over, as after close().
+            await asyncio.sleep(0)
             raise ConnectionResetError("Connection lost")
         if self._transport is not None and self._transport.is_closing():
             await asyncio.sleep(0)

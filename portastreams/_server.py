@@ -31,7 +31,7 @@ from typing import Any, Final
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._asyncio_native import accept_native_connection
+from ._asyncio_native import accept_native_connection, can_open_natively
 from ._backend import running_backend, spawn_detached
 from ._connections import check_keywords, check_limit, open_pair
 from ._listeners import accept_connections, bind_tcp_sockets, bind_unix_socket
@@ -248,7 +248,9 @@ class Server:
         self, connection: socket.socket
     ) -> tuple[StreamReader, StreamWriter]:
         """The reader and writer of an accepted socket (after the TLS handshake)."""
-        if self._backend == "asyncio":
+        if self._backend == "asyncio" and can_open_natively(
+            tls=self._ssl_context is not None
+        ):
             return await accept_native_connection(
                 connection,
                 limit=self._limit,
@@ -309,8 +311,7 @@ class Server:
             if writer in self._closed_by_server:
                 logger.debug("handler ended by the server's close: %r", exc)
                 return
-            peer = writer.get_extra_info("peername")
-            logger.info("connection from %s lost: %s", peer, _describe(exc))
+            logger.info("connection from %s lost: %s", _peer(writer), _describe(exc))
             logger.debug("connection error in client_connected_cb", exc_info=exc)
             return
         logger.error("Unhandled exception in client_connected_cb", exc_info=exc)
@@ -417,6 +418,14 @@ class Server:
         for writer in list(self._connections):
             self._closed_by_server.add(writer)
             writer.transport.abort()
+
+
+def _peer(writer: StreamWriter) -> object:
+    """The peer's address for a log line; the transport may be gone already."""
+    try:
+        return writer.get_extra_info("peername")
+    except Exception:  # uvloop's closed transports fail instead of answering None
+        return "a closed connection"
 
 
 def _describe(exc: BaseException) -> str:

@@ -317,6 +317,18 @@ class StreamTransport:
             return
         self._linger_timeout = timeout
         self.close()
+        spawn_detached(
+            self._backend,
+            lambda: self._abort_unless_closed_within(timeout),
+            "portastreams graceful close",
+        )
+
+    async def _abort_unless_closed_within(self, timeout: float) -> None:
+        """After a graceful close's grace period, drop whatever is left."""
+        with anyio.move_on_after(timeout + 1.0):
+            await self._wait_closed()
+        if self._state is not State.CLOSED:
+            self.abort()
 
     def abort(self) -> None:
         """Close the stream at once, dropping whatever is queued."""
@@ -766,6 +778,26 @@ class StreamTransport:
         if self._closed_event is not None:
             self._closed_event.set()
 
+    def _take_what_arrived(self) -> None:
+        """Before giving up on a socket, read what the peer sent before it left.
+
+        A peer that answers with an error message and resets (many servers
+        do) makes our next send fail; the message may already be in the
+        kernel's buffer, unread. Take it, so that reads return it before the
+        error.
+        """
+        sock = self._socket
+        if sock is None or not self._receiving or self._read_paused:
+            return
+        for _ in range(64):
+            try:
+                data = sock.recv(RECEIVE_SIZE)
+            except OSError:
+                return
+            if not data:
+                return
+            self._on_received(data)
+
     def _fail_reader(self, error: BaseException) -> None:
         reader = self._reader
         if reader._exception is None and reader._pending_error is None:
@@ -782,6 +814,7 @@ class StreamTransport:
         if self._error is None and self._state is not State.CLOSED:
             self._error = exc
             self._finish_handshake(exc)
+            self._take_what_arrived()
         self._queue.clear()
         self._pending_plaintext.clear()
         self._state = State.CLOSING if self._state is State.OPEN else self._state

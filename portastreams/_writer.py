@@ -109,6 +109,9 @@ class StreamWriter(ByteSendStream):
         self._transport: WriteTransport = transport
         self._protocol: FlowControl = protocol
         self._reader = reader
+        #: Addresses read when the connection was made: they stay known after
+        #: it closes (uvloop's closed transports fail instead of answering).
+        self._addresses: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__, f"transport={self._transport!r}"]
@@ -202,7 +205,11 @@ class StreamWriter(ByteSendStream):
 
     def is_closing(self) -> bool:
         """True once :meth:`close` was called or the connection was lost."""
-        return self._transport.is_closing()
+        # (A graceful close by the server has half-closed an asyncio
+        # transport, which then still says it is open.)
+        return self._transport.is_closing() or bool(
+            getattr(self._protocol, "_lingering", False)
+        )
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed; never raises for a peer that left."""
@@ -210,6 +217,8 @@ class StreamWriter(ByteSendStream):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``peername``, ``sockname``, ``socket``, TLS details...; ``default`` if unknown."""
+        if name in self._addresses:
+            return self._addresses[name]
         return self._transport.get_extra_info(name, default)
 
     async def drain(self) -> None:

@@ -25,6 +25,7 @@ import anyio
 
 import portastreams
 
+from .instruments import log_key
 from .processes import ROOT
 from .server import BACKENDS, HOST
 
@@ -49,7 +50,7 @@ class Counting(logging.Handler):
         if record.getMessage().startswith(HANDLER_FAILURE):
             self.counts["handler failure"] += 1
         else:
-            self.counts[f"{record.name}/{record.levelname}"] += 1
+            self.counts[log_key(record)] += 1
 
 
 def load_handler(name: str) -> tuple[Callable[..., Any], int]:

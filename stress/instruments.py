@@ -99,6 +99,20 @@ class MemorySampler:
         os.close(self._fd)
 
 
+#: asyncio's own warning for a handler that keeps writing to a connection its
+#: client has left (``write()`` after the loss, without ``drain()``). Every
+#: server on asyncio's transports logs it, asyncio's own ``start_server``
+#: included; it is not portastreams' doing, so it is counted apart.
+ASYNCIO_WRITE_AFTER_LOSS = "socket.send() raised exception."
+
+
+def log_key(record: logging.LogRecord) -> str:
+    """``logger/LEVEL``; asyncio's write-after-loss warning under a key of its own."""
+    if record.name == "asyncio" and record.getMessage() == ASYNCIO_WRITE_AFTER_LOSS:
+        return "asyncio/write-after-loss"
+    return f"{record.name}/{record.levelname}"
+
+
 class LogCounter(logging.Handler):
     """Counts every log record by ``logger/LEVEL`` and keeps the first messages.
 
@@ -113,7 +127,7 @@ class LogCounter(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        key = f"{record.name}/{record.levelname}"
+        key = log_key(record)
         self.counts[key] += 1
         if len(self.messages) < KEPT_MESSAGES:
             text = record.getMessage()

@@ -256,7 +256,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     output = capsys.readouterr().out
     listed = re.findall(r"^    (\S+)", output, re.MULTILINE)
-    assert listed == ["demo", "echo-server"]
+    assert listed == ["demo", "echo-server", "cat"]
     # Where the benchmarks went, in the help itself.
     assert "nox -s bench" in output
     assert "python -m benchmarks" in output

@@ -38,29 +38,10 @@ from nats_client import NatsClient, NatsError
 
 pytestmark = pytest.mark.anyio
 
-#: The trio path loses the bytes that arrived before a reset once a write fails.
-CORE_BUG = (
-    "core bug: on the AnyIO stream path (trio) a failed write closes the "
-    "stream under the reader, which then reads EOF: the bytes that arrived "
-    "before the reset are lost and the reset is reported as a clean EOF"
-)
-
-#: For the deterministic reproduction: fails on trio until the bug is fixed.
-BACKENDS = [
-    *ASYNCIO_BACKENDS,
-    pytest.param(
-        ("trio", {}), id="trio", marks=pytest.mark.xfail(strict=True, reason=CORE_BUG)
-    ),
-]
-
-#: For the race with a real server: on trio the write loses the race to the
-#: reset in about half of the attempts on an idle machine, seldom under load.
-RACING_BACKENDS = [
-    *ASYNCIO_BACKENDS,
-    pytest.param(
-        ("trio", {}), id="trio", marks=pytest.mark.xfail(strict=False, reason=CORE_BUG)
-    ),
-]
+#: Every backend: bytes that arrived before a reset are read first, even after
+#: a failed write (the trio path used to lose them).
+BACKENDS = [*ASYNCIO_BACKENDS, pytest.param(("trio", {}), id="trio")]
+RACING_BACKENDS = BACKENDS
 
 #: Attempts per run of the race.
 ATTEMPTS = 20
