@@ -205,15 +205,21 @@ class StreamTransport:
                 self.start()
                 await ready.wait()
         except BaseException:
-            self.abort()
+            await self._abort_and_wait()
             raise
         if scope.cancelled_caught:
-            self.abort()
+            await self._abort_and_wait()
             raise HandshakeTimeoutError(deadline)
         if self._tls_error is not None:
-            self.abort()
+            await self._abort_and_wait()
             raise self._tls_error
         assert session.handshake_done
+
+    async def _abort_and_wait(self) -> None:
+        """Abort, and return once the stream is closed (a failed handshake)."""
+        self.abort()
+        with anyio.CancelScope(shield=True):
+            await self._wait_closed()
 
     # -- asyncio.WriteTransport ----------------------------------------------
 
@@ -520,8 +526,8 @@ class StreamTransport:
                 self._on_peer_eof()
                 return
             self._on_received(data)
-            if self._state is State.CLOSED:
-                return
+            if self._error is not None or self._state is State.CLOSED:
+                return  # the connection failed: nothing more for the reader
 
     def _on_received(self, data: bytes) -> None:
         session = self._tls
@@ -588,7 +594,9 @@ class StreamTransport:
         if session is not None and not session.handshake_done:
             # asyncio: a hang-up during the handshake is a reset.
             self._finish_handshake(ConnectionResetError("Connection lost"))
-        if not self._reader._core.eof:
+        if self._error is not None:
+            self._fail_reader(self._error)  # an error, not a clean end
+        elif not self._reader._core.eof:
             self._reader.feed_eof()
         if self._peer_eof_event is not None:
             self._peer_eof_event.set()

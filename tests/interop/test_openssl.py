@@ -207,11 +207,17 @@ async def test_client_without_a_required_certificate(
     options = [VERSIONS[version], "-Verify", "1", "-CAfile", str(certificates.ca_file)]
     with s_server(certificates, *options) as server:
         expected = await with_asyncio_client(refused_scenario, server, context)
-    with s_server(certificates, *options) as server:
-        with anyio.fail_after(TIMEOUT):
-            outcome = await refused_scenario(
-                portastreams.open_connection, server, context
-            )
+    # s_server closes right after its alert; under load the kernel's reset
+    # can overtake the alert (the same race asyncio's client can lose), so a
+    # reset is retried a few times before it counts.
+    for _attempt in range(5):
+        with s_server(certificates, *options) as server:
+            with anyio.fail_after(TIMEOUT):
+                outcome = await refused_scenario(
+                    portastreams.open_connection, server, context
+                )
+        if outcome.error != "ConnectionResetError":
+            break
     assert outcome == expected
     assert outcome.failed_at == {"TLSv1.2": "connect", "TLSv1.3": "read"}[version]
 
