@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import sys
 import threading
 from typing import Any, cast
 
@@ -97,8 +98,13 @@ def can_open_natively(
     TLS transport drops the last bytes it received when the peer closes
     without ``close_notify`` (asyncio's own streams on uvloop lose them
     too): such connections take the AnyIO path, which honours the option and
-    runs portastreams' own TLS layer.
+    runs portastreams' own TLS layer. So does TLS on Python 3.10, whose
+    asyncio TLS transport does not notice a peer's close or reset.
     """
+    if tls and sys.version_info < (3, 11):
+        # Python 3.10's TLS transport misses a peer's close or reset
+        # (is_closing() stays False): take portastreams' own TLS layer.
+        return False
     if happy_eyeballs_delay is None and not tls:
         return True
     return not _running_uvloop()

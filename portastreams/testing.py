@@ -25,6 +25,7 @@ import contextlib
 import random
 import socket
 import struct
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Final, TypeVar
@@ -59,6 +60,11 @@ ConnectionEnd = tuple[StreamReader, StreamWriter]
 PairFactory = Callable[
     [int], AbstractAsyncContextManager[tuple[ConnectionEnd, ConnectionEnd]]
 ]
+
+#: asyncio's TLS transport reports a peer's close or reset in is_closing()
+#: from Python 3.11 on; on 3.10 (where ``start_tls`` on asyncio uses it) it
+#: does not, and the checker does not ask.
+_TLS_NOTICES_CLOSE: Final = sys.version_info >= (3, 11)
 
 #: How long one scenario may take.
 SCENARIO_TIMEOUT: Final = 30.0
@@ -345,9 +351,11 @@ async def _peer_close_noticed(
     assert await reader.read() == b"last words", "bytes before the close"
     assert reader.at_eof(), "at_eof() after the peer closed"
     tls = writer.get_extra_info("ssl_object") is not None
-    if tls:
+    if tls and _TLS_NOTICES_CLOSE:
         # asyncio's SSL transport closes when the peer's close_notify arrives.
         await _eventually(writer.is_closing, "TLS connection closing")
+    elif tls:
+        pass  # Python 3.10's asyncio TLS transport (start_tls) stays "open"
     else:
         assert not writer.is_closing(), "half-open: still writable, as asyncio"
     writer.close()
@@ -367,7 +375,8 @@ async def _peer_reset_noticed(
     )
     error = reader.exception()
     assert isinstance(error, ConnectionResetError), f"exception() is {error!r}"
-    assert writer.is_closing(), "is_closing() after a reset"
+    if _TLS_NOTICES_CLOSE or writer.get_extra_info("ssl_object") is None:
+        assert writer.is_closing(), "is_closing() after a reset"
     with anyio.fail_after(5):
         await writer.wait_closed()  # never hangs after a reset
     try:
