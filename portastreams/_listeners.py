@@ -99,9 +99,11 @@ async def bind_tcp_sockets(
             try:
                 sock.bind(address)
             except OSError as err:
+                # asyncio's message, which changed in Python 3.13.
+                reason = err if sys.version_info >= (3, 13) else err.strerror
                 message = (
                     f"error while attempting to bind on address {address!r}: "
-                    f"{str(err.strerror).lower()}"
+                    f"{str(reason).lower()}"
                 )
                 if err.errno == errno.EADDRNOTAVAIL:
                     sockets.pop()

@@ -27,12 +27,12 @@ class _Pipe:
     __slots__ = ("broken", "capacity", "data", "eof", "readable", "writable")
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.data = bytearray()
-        self.eof = False
-        self.broken = False
-        self.readable = anyio.Event()
-        self.writable = anyio.Event()
+        self.capacity: int = capacity
+        self.data: bytearray = bytearray()
+        self.eof: bool = False
+        self.broken: bool = False
+        self.readable: anyio.Event = anyio.Event()
+        self.writable: anyio.Event = anyio.Event()
 
     def wake(self) -> None:
         self.readable.set()

@@ -196,9 +196,10 @@ def test_help_and_version(bare: Environment, how: str) -> None:
     assert re.findall(r"^    (\S+)", result.stdout, re.MULTILINE) == [
         "demo",
         "echo-server",
+        "cat",
     ]
     assert "nox -s bench" in result.stdout
-    for subcommand in ("demo", "echo-server"):
+    for subcommand in ("demo", "echo-server", "cat"):
         result = bare.run(*command, subcommand, "--help")
         assert result.returncode == 0, describe(result)
         assert result.stdout.startswith(f"usage: {prog} {subcommand} [-h]")
