@@ -67,6 +67,9 @@ DEFAULT_HIGH_WATER: Final = 64 * 1024
 MAX_SEND_SIZE: Final = 256 * 1024
 #: How much the receiver asks for at a time.
 RECEIVE_SIZE: Final = 256 * 1024
+#: Receives in a row, from a socket that always has more, before the
+#: receiver yields to other tasks.
+MAX_RECEIVES_WITHOUT_YIELD: Final = 16
 #: How long closing a stream may take before it is closed forcefully.
 CLOSE_TIMEOUT: Final = 30.0
 
@@ -499,6 +502,7 @@ class StreamTransport:
 
     async def _receive_until_eof(self) -> None:
         sock = self._socket
+        unbroken = 0
         if sock is not None:
             import trio
 
@@ -514,9 +518,15 @@ class StreamTransport:
                 try:
                     data = sock.recv(RECEIVE_SIZE)
                 except (BlockingIOError, InterruptedError):
+                    unbroken = 0
                     await wait_readable(sock)
                     continue
-                await checkpoint()
+                # Feed at once (a reader is probably waiting for these bytes);
+                # yield now and then when the socket never runs dry.
+                unbroken += 1
+                if unbroken >= MAX_RECEIVES_WITHOUT_YIELD:
+                    unbroken = 0
+                    await checkpoint()
             else:
                 try:
                     data = await self._stream.receive(RECEIVE_SIZE)
