@@ -219,8 +219,8 @@ def test_a_new_session_has_nothing_to_send_until_it_starts() -> None:
     client, server = new_pair()
     assert client.outgoing() == b""
     assert server.outgoing() == b""
-    assert not client.handshake_done
-    assert not server.handshake_done
+    assert client.handshake_done is False
+    assert server.handshake_done is False
 
 
 def test_handshake_steps() -> None:
