@@ -125,6 +125,15 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
     ),
 }
 
+#: Tests left out of every mutation run: they pass on their own, but fail
+#: under mutmut's instrumentation (its call-stack context variable comes back
+#: corrupted inside uvloop's callbacks when a peer resets the connection
+#: mid-write: "TypeError: can't concat int to bytes" in mutmut's trampoline).
+UNDER_MUTMUT_FAILING: Final = (
+    "tests/test_writer.py::test_peer_reset_during_write[uvloop-tcp]",
+    "tests/test_writer.py::test_peer_reset_during_write[uvloop-unix]",
+)
+
 #: Fewer seeded runs of the slow randomised TLS close test per mutant: the
 #: mutants it catches fail within a few runs.
 TEST_ENVIRONMENT: Final = {"PORTASTREAMS_TLS_CLOSE_RUNS": "4"}
@@ -298,6 +307,13 @@ def run_module(
 ) -> ModuleResult:
     started = time.monotonic()
     tests = tuple(t for t in TESTS[module] if (ROOT / t).exists())
+    excluded = [
+        arg
+        for test in UNDER_MUTMUT_FAILING
+        if test.partition("::")[0] in tests
+        for arg in ("--deselect", test)
+    ]
+    extra_pytest = [*extra_pytest, *excluded]
     work = prepare(module, tests, extra_pytest)
     result = ModuleResult(module)
     result.deselected = failing_tests(work, tests, extra_pytest)
