@@ -12,6 +12,7 @@ Unix sockets, ``start_tls``; client and server side) and every backend.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -24,20 +25,25 @@ import pytest
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 from certificates import client_context, server_context
+from certificates import test_ca as certificate_authority
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
+from portastreams._extra import socket_extra_attributes
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 10.0
 
-Path_ = Literal["tcp", "tcp6", "unix", "tcp-tls", "tcp6-tls", "unix-tls", "start-tls"]
+Path_ = Literal[
+    "tcp", "tcp6", "unix", "tcp-tls", "tcp-tls12", "tcp6-tls", "unix-tls", "start-tls"
+]
 PATHS: list[Path_] = [
     "tcp",
     "tcp6",
     "unix",
     "tcp-tls",
+    "tcp-tls12",
     "tcp6-tls",
     "unix-tls",
     "start-tls",
@@ -120,10 +126,24 @@ async def starttls_client(stream: ByteStream) -> None:
 
 def kind_of(path: Path_) -> tuple[str, bool]:
     """The listener's kind (``tcp``, ``tcp6``, ``unix``) and whether TLS is on."""
-    kind = path.removesuffix("-tls")
     if path == "start-tls":
         return "tcp", True
-    return kind, path.endswith("-tls")
+    kind, _, tls = path.partition("-")
+    return kind, tls.startswith("tls")
+
+
+@functools.cache
+def tls12_client_context() -> ssl.SSLContext:
+    """A client context that stops at TLS 1.2 (where ``tls-unique`` exists)."""
+    context = ssl.create_default_context()
+    certificate_authority().configure_trust(context)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def context_for(path: Path_) -> ssl.SSLContext:
+    """The client's TLS context on ``path``."""
+    return tls12_client_context() if path == "tcp-tls12" else client_context()
 
 
 @contextlib.asynccontextmanager
@@ -145,18 +165,20 @@ async def anyio_listener(
         yield listener, address
 
 
-async def anyio_client(address: dict[str, Any], tls: bool) -> ByteStream:
+async def anyio_client(
+    address: dict[str, Any], context: ssl.SSLContext | None
+) -> ByteStream:
     """AnyIO's own client connection (TLS as asyncio's: ragged EOFs allowed)."""
     stream: ByteStream
     if "path" in address:
         stream = await anyio.connect_unix(address["path"])
     else:
         stream = await anyio.connect_tcp(address["host"], address["port"])
-    if tls:
+    if context is not None:
         stream = await TLSStream.wrap(
             stream,
             hostname="localhost",
-            ssl_context=client_context(),
+            ssl_context=context,
             standard_compatible=False,
         )
     return stream
@@ -165,7 +187,7 @@ async def anyio_client(address: dict[str, Any], tls: bool) -> ByteStream:
 async def portastreams_client(
     address: dict[str, Any], path: Path_
 ) -> tuple[StreamReader, StreamWriter]:
-    tls = client_context() if kind_of(path)[1] else None
+    tls = context_for(path) if kind_of(path)[1] else None
     hostname = "localhost" if tls is not None else None
     if "path" in address:
         return await portastreams.open_unix_connection(
@@ -199,6 +221,9 @@ def check_like_anyio(
     binding = TLSAttribute.channel_binding_tls_unique
     if binding in anyio_values:
         assert type(ours[binding]) is type(anyio_values[binding])
+        if ours[TLSAttribute.tls_version] == "TLSv1.2":
+            assert isinstance(ours[binding], bytes)
+            assert ours[binding] != anyio_values[binding]  # per connection
 
 
 def check_native_names(writer: StreamWriter, ours: dict[Any, object]) -> None:
@@ -244,7 +269,7 @@ async def test_client_attributes_are_anyio_streams(path: Path_, sock_dir: Path) 
         ):
             group.start_soon(serve_connections, listener, 2, serve)
             if path == "start-tls":
-                plain = await anyio_client(address, tls=False)
+                plain = await anyio_client(address, None)
                 await starttls_client(plain)
                 reference: ByteStream = await TLSStream.wrap(
                     plain,
@@ -253,7 +278,9 @@ async def test_client_attributes_are_anyio_streams(path: Path_, sock_dir: Path) 
                     standard_compatible=False,
                 )
             else:
-                reference = await anyio_client(address, tls)
+                reference = await anyio_client(
+                    address, context_for(path) if tls else None
+                )
             if path == "start-tls":
                 reader, writer = await portastreams.open_connection(
                     address["host"], address["port"]
@@ -332,7 +359,7 @@ async def test_server_attributes_are_anyio_streams(path: Path_, sock_dir: Path) 
             streams: list[ByteStream] = []
             for target in (ours_address, address):
                 if path == "start-tls":
-                    plain = await anyio_client(target, tls=False)
+                    plain = await anyio_client(target, None)
                     await starttls_client(plain)
                     client: ByteStream = await TLSStream.wrap(
                         plain,
@@ -341,7 +368,9 @@ async def test_server_attributes_are_anyio_streams(path: Path_, sock_dir: Path) 
                         standard_compatible=False,
                     )
                 else:
-                    client = await anyio_client(target, tls)
+                    client = await anyio_client(
+                        target, context_for(path) if tls else None
+                    )
                 clients.append(values(client))
                 streams.append(client)
             await handler_done.wait()
@@ -375,3 +404,19 @@ async def test_server_attributes_are_anyio_streams(path: Path_, sock_dir: Path) 
                     ours[SocketAttribute.local_port]
                     == our_client[SocketAttribute.remote_port]
                 )
+
+
+async def test_listening_socket_attributes_are_anyio_listeners() -> None:
+    """A socket with no peer: the attributes AnyIO's own listener has."""
+    with anyio.fail_after(TIMEOUT):
+        multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        async with multi:
+            (listener,) = multi.listeners
+            sock = listener.extra(SocketAttribute.raw_socket)
+            ours = {
+                attribute: getter()
+                for attribute, getter in socket_extra_attributes(sock).items()
+            }
+            assert ours == values(listener)
+            assert SocketAttribute.remote_address not in ours
+    assert socket_extra_attributes(None) == {}
