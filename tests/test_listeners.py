@@ -490,3 +490,36 @@ async def test_a_server_closed_at_once_after_serving_starts() -> None:
             async with server:
                 pass
             assert not server.is_serving()
+
+
+class OneFamilyMissing:
+    """The ``socket`` module, on a host where one address family is missing."""
+
+    def __init__(self, missing: socket.AddressFamily) -> None:
+        self.missing = missing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(socket, name)
+
+    def socket(self, family: int, *args: Any) -> socket.socket:
+        if family == self.missing:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported")
+        return socket.socket(family, *args)
+
+
+async def test_a_family_the_host_lacks_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As asyncio's create_server: a socket() that fails skips that address."""
+    if not _ipv6_available():
+        pytest.fail("this machine has no IPv6 loopback")
+    from portastreams import _listeners
+
+    # IPv4 comes first (families in order), so the rest must still be tried.
+    monkeypatch.setattr(_listeners, "socket", OneFamilyMissing(socket.AF_INET))
+    with anyio.fail_after(TIMEOUT):
+        ours = await bound_by(portastreams.start_server, idle, ["127.0.0.1", "::1"], 0)
+    assert ours == (
+        "bound",
+        [(int(socket.AF_INET6), socket.IPPROTO_TCP, "::1", 1, 0, 1)],
+    )
