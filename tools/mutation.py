@@ -82,6 +82,7 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_writer_type_errors.py",
         "tests/test_contract.py",
         "tests/test_contract_edges.py",
+        "tests/test_tls.py",
     ),
     "_server": (
         "tests/test_server.py",
