@@ -174,6 +174,8 @@ async def accept_connections(
     """
     in_burst = False
     while True:
+        if sock.fileno() == -1:
+            return  # closed, perhaps before this loop even started
         try:
             await anyio.wait_readable(sock)
         except (anyio.ClosedResourceError, OSError, ValueError):

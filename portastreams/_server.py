@@ -87,7 +87,8 @@ class Server:
         self._unix_stat = _socket_identity(unix_path)
         self._backend = running_backend()
         self._task_group: TaskGroup | None = None
-        self._accept_scope: anyio.CancelScope | None = None
+        #: One cancel scope per accept loop (a scope is entered only once).
+        self._accept_scopes: list[anyio.CancelScope] = []
         self._serving = False
         self._closed = False
         self._serve_forever_running = False
@@ -224,7 +225,6 @@ class Server:
         if self._serving or self._closed:
             return
         self._stop_watchdog()
-        scope = self._accept_scope = anyio.CancelScope()
         self._serving = True
 
         def handle(connection: socket.socket) -> None:
@@ -232,6 +232,8 @@ class Server:
             task_group.start_soon(self._run_handler, connection)
 
         for sock in self._sockets:
+            scope = anyio.CancelScope()
+            self._accept_scopes.append(scope)
             task_group.start_soon(self._accept_loop, sock, handle, scope)
         await anyio.lowlevel.checkpoint()
 
@@ -367,8 +369,8 @@ class Server:
         self._stop_watchdog()
         if self._close_event is not None:
             self._close_event.set()
-        if self._accept_scope is not None:
-            self._accept_scope.cancel()
+        for scope in self._accept_scopes:
+            scope.cancel()
         for sock in self._sockets:
             if sock.fileno() != -1:
                 anyio.notify_closing(sock)

@@ -38,6 +38,15 @@ BAD_WRITES: list[tuple[str, Call]] = [
     ("writelines-int", lambda writer: writer.writelines(5)),
 ]
 
+#: An iterator with a bad item: its items cannot be looked at twice.
+ITERATOR_WRITES: list[tuple[str, Call]] = [
+    ("writelines-generator", lambda writer: writer.writelines(x for x in ["text"])),
+    (
+        "writelines-iterator-second-item",
+        lambda writer: writer.writelines(iter([b"ok", "text"])),
+    ),
+]
+
 #: Not bytes, and false: uvloop's transport returns before looking at the type.
 FALSY_WRITES: list[tuple[str, Call]] = [
     ("write-empty-str", lambda writer: writer.write("")),
@@ -83,7 +92,7 @@ class Reference:
 def _asyncio_reference() -> Reference:
     async def collect() -> Reference:
         outcomes = {}
-        for name, call in BAD_WRITES + FALSY_WRITES:
+        for name, call in BAD_WRITES + FALSY_WRITES + ITERATOR_WRITES:
             ours, peer = socket.socketpair()
             with peer:
                 _, writer = await asyncio.open_connection(sock=ours)
@@ -196,6 +205,49 @@ async def test_false_non_bytes_writes_raise_what_asyncio_raises(
 ) -> None:
     with anyio.fail_after(10):
         for name, call in FALSY_WRITES:
+            expected = asyncio_reference.outcomes[name]
+            assert expected is not None, f"asyncio accepted {name}"
+            ours, peer = socket.socketpair()
+            with peer:
+                _, writer = await portastreams.open_connection(sock=ours)
+                try:
+                    outcome = _outcome(call, writer)
+                finally:
+                    writer.close()
+                    await writer.wait_closed()
+                assert outcome == expected, name
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(
+            ("asyncio", {"use_uvloop": True}),
+            id="uvloop",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="uvloop's message for an iterator's bad item is its own; "
+                "the writer cannot look at the items again to say asyncio's "
+                "(core: materialise an iterator before writing, as asyncio's join)",
+            ),
+        ),
+        pytest.param(
+            ("trio", {}),
+            id="trio",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="StreamTransport.writelines() writes item by item and "
+                "says write()'s message (core: as above)",
+            ),
+        ),
+    ],
+)
+async def test_bad_iterator_writelines_raise_what_asyncio_raises(
+    asyncio_reference: Reference,
+) -> None:
+    with anyio.fail_after(10):
+        for name, call in ITERATOR_WRITES:
             expected = asyncio_reference.outcomes[name]
             assert expected is not None, f"asyncio accepted {name}"
             ours, peer = socket.socketpair()

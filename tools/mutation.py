@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -40,7 +41,8 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 WORK: Final = ROOT / "build" / "mutation"
 EQUIVALENTS_FILE: Final = ROOT / "tools" / "mutation-equivalents.txt"
 
-#: Each module and the test files that exercise it quickly.
+#: Each module and the test files that exercise it quickly. mutmut runs, for
+#: each mutant, only the tests among these that call the mutated function.
 TESTS: Final[dict[str, tuple[str, ...]]] = {
     "_buffer": (
         "tests/test_reader.py",
@@ -66,29 +68,76 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_tls.py",
     ),
     "_transport": (
+        "tests/test_transport_edges.py",
         "tests/test_writer.py",
+        "tests/test_contract.py",
         "tests/test_contract_edges.py",
+        "tests/test_faults_differential.py",
         "tests/test_tls.py",
+        "tests/test_tls_close.py",
     ),
     "_writer": (
+        "tests/test_writer_edges.py",
         "tests/test_writer.py",
+        "tests/test_writer_type_errors.py",
+        "tests/test_contract.py",
         "tests/test_contract_edges.py",
+        "tests/test_tls.py",
     ),
     "_server": (
         "tests/test_server.py",
         "tests/test_server_exit.py",
+        "tests/test_server_behaviour.py",
+        "tests/test_server_close_refuses.py",
+        "tests/test_contract_edges.py",
+    ),
+    "_listeners": (
+        "tests/test_listeners.py",
+        "tests/test_server_behaviour.py",
+        "tests/test_server_close_refuses.py",
+        "tests/test_server.py",
         "tests/test_contract_edges.py",
     ),
     "_tls": (
+        "tests/test_tls_session.py",
         "tests/test_tls.py",
+        "tests/test_tls_close.py",
+        "tests/test_faults_differential.py",
         "tests/test_contract_edges.py",
+    ),
+    "_extra": (
+        "tests/test_extra.py",
+        "tests/test_connections.py",
+        "tests/test_tls.py",
+        "tests/test_contract.py",
     ),
     "_asyncio_native": (
         "tests/test_connections.py",
         "tests/test_writer.py",
+        "tests/test_contract.py",
         "tests/test_contract_edges.py",
+        "tests/test_faults_differential.py",
+    ),
+    "_protocol": (
+        "tests/test_connections.py",
+        "tests/test_writer.py",
+        "tests/test_contract.py",
+        "tests/test_faults_differential.py",
     ),
 }
+
+#: Tests left out of every mutation run: they pass on their own, but fail
+#: under mutmut's instrumentation (its call-stack context variable comes back
+#: corrupted inside uvloop's callbacks when a peer resets the connection
+#: mid-write: "TypeError: can't concat int to bytes" in mutmut's trampoline).
+UNDER_MUTMUT_FAILING: Final = (
+    "tests/test_writer.py::test_peer_reset_during_write[uvloop-tcp]",
+    "tests/test_writer.py::test_peer_reset_during_write[uvloop-unix]",
+)
+
+#: Fewer seeded runs of the slow randomised TLS close test per mutant: the
+#: mutants it catches fail within a few runs.
+TEST_ENVIRONMENT: Final = {"PORTASTREAMS_TLS_CLOSE_RUNS": "4"}
 
 #: mutmut's exit codes for a mutant's test run, grouped as this report counts them.
 STATUS: Final[dict[int | None, str]] = {
@@ -199,6 +248,46 @@ def change_of(mutant: str, diff: str) -> Change:
     return Change(function_of(mutant), tuple(removed), tuple(added))
 
 
+def leave_finalizers_alone(path: Path) -> None:
+    """Mark each ``__del__`` of the work copy ``# pragma: no mutate block``.
+
+    A finalizer runs inside the garbage collector, at any moment -- also
+    while uvloop is switching contexts -- and mutmut's trampoline reads a
+    context variable: under uvloop that corrupted the stats run (a
+    segmentation fault in ``record_trampoline_hit``). Their mutants are
+    left out; the project's sources are not touched.
+    """
+    text = path.read_text()
+    marked = re.sub(
+        r"^(\s*def __del__\(.*:)$",
+        r"\1  # pragma: no mutate block",
+        text,
+        flags=re.MULTILINE,
+    )
+    path.write_text(marked)
+
+
+#: The line of ``portastreams/__init__.py`` that renames the public classes'
+#: ``__module__`` (and their methods') to ``portastreams``.
+PRESENT_CALL: Final = "present(__name__, globals(), __all__)"
+
+
+def keep_defining_modules(init: Path) -> None:
+    """Leave ``__module__`` as it is in the work copy (no ``present()`` call).
+
+    mutmut's trampolines find the active mutant through the ``__module__`` of
+    the mutated function; renamed to ``portastreams``, the methods of the
+    public classes (``StreamReader``, ``StreamWriter``, ``Server``, ...)
+    never switch to their mutants and their tests are not recorded, which
+    counts those mutants as "no tests". No test of a mutation run looks at
+    ``__module__`` (``tests/test_public_names.py`` does, and is in none).
+    """
+    text = init.read_text()
+    if text.count(PRESENT_CALL) != 1:
+        raise SystemExit(f"{init}: expected one line {PRESENT_CALL!r}")
+    init.write_text(text.replace(PRESENT_CALL, "pass  # mutation run: no renaming"))
+
+
 def prepare(module: str, tests: tuple[str, ...], extra_pytest: list[str]) -> Path:
     """A fresh work directory for ``module``, with its mutmut configuration."""
     work = WORK / module
@@ -208,6 +297,8 @@ def prepare(module: str, tests: tuple[str, ...], extra_pytest: list[str]) -> Pat
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "portastreams", work / "portastreams", ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    leave_finalizers_alone(work / "portastreams" / f"{module}.py")
+    keep_defining_modules(work / "portastreams" / "__init__.py")
     pyproject = (ROOT / "pyproject.toml").read_text()
     config = {
         "source_paths": ["portastreams"],
@@ -242,6 +333,7 @@ def failing_tests(
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, **TEST_ENVIRONMENT},
     )
     # The short summary's lines: "FAILED tests/test_x.py::test_y[param] - ...".
     summary = re.compile(r"^(?:FAILED|ERROR) (\S+::\S+)")
@@ -258,6 +350,13 @@ def run_module(
 ) -> ModuleResult:
     started = time.monotonic()
     tests = tuple(t for t in TESTS[module] if (ROOT / t).exists())
+    excluded = [
+        arg
+        for test in UNDER_MUTMUT_FAILING
+        if test.partition("::")[0] in tests
+        for arg in ("--deselect", test)
+    ]
+    extra_pytest = [*extra_pytest, *excluded]
     work = prepare(module, tests, extra_pytest)
     result = ModuleResult(module)
     result.deselected = failing_tests(work, tests, extra_pytest)
@@ -273,6 +372,7 @@ def run_module(
             stdout=out,
             stderr=subprocess.STDOUT,
             check=False,
+            env={**os.environ, **TEST_ENVIRONMENT},
         ).returncode
     if status != 0:
         raise SystemExit(f"mutmut failed on {module} (exit {status}); see {log}")

@@ -1,0 +1,175 @@
+"""``StreamWriter`` at its edges, compared with asyncio's ``StreamWriter``.
+
+The writer is a veneer over a transport and a protocol, so the checks here
+build it over small stand-ins where that is what asyncio's writer is built
+over too (its ``repr``, ``start_tls`` on something that cannot do TLS), and
+over real connections on every backend for the rest: the AnyIO
+``ByteSendStream`` methods (``send``, ``send_eof``, ``aclose``) and
+``start_tls`` given something that is not an ``ssl.SSLContext``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+from typing import Any, cast
+
+import anyio
+import pytest
+from reference import on_asyncio, outcome
+
+import portastreams
+from portastreams import StreamReader, StreamWriter
+from portastreams._memory import DEFAULT_CAPACITY
+from portastreams.testing import connected_pair
+
+TIMEOUT = 10.0
+#: Far more than the in-memory pipe and the peer's reader hold together, so
+#: some of it waits in the writer until the peer reads.
+SEND_SIZE = 64 * DEFAULT_CAPACITY
+
+
+class StandInTransport:
+    """Just enough of a transport for a writer's repr and ``__del__``."""
+
+    def __repr__(self) -> str:
+        return "<StandInTransport>"
+
+    def is_closing(self) -> bool:
+        return True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def test_repr_matches_asyncio() -> None:
+    transport = StandInTransport()
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio_reader = asyncio.StreamReader(loop=loop)
+        for reader in (None, asyncio_reader):
+            theirs = asyncio.StreamWriter(transport, None, reader, loop)  # type: ignore[arg-type]
+            ours = StreamWriter(transport, None, reader)  # type: ignore[arg-type]
+            assert repr(ours) == repr(theirs)
+    finally:
+        loop.close()
+
+
+def test_repr_names_the_reader() -> None:
+    reader = StreamReader()
+    writer = StreamWriter(StandInTransport(), None, reader)
+    assert (
+        repr(writer) == f"<StreamWriter transport=<StandInTransport> reader={reader!r}>"
+    )
+
+
+@pytest.mark.anyio
+async def test_start_tls_without_tls_support_is_not_implemented() -> None:
+    """A writer over a protocol that cannot upgrade says so, naming the transport."""
+    writer = StreamWriter(StandInTransport(), object(), None)
+    with anyio.fail_after(TIMEOUT), pytest.raises(NotImplementedError) as caught:
+        await writer.start_tls(ssl.create_default_context())
+    assert str(caught.value) == "start_tls() is not supported on StandInTransport"
+
+
+async def asyncio_start_tls_outcome(context: Any) -> tuple[str, ...]:
+    """What asyncio's ``writer.start_tls(context)`` raises for a bad context."""
+    _reader, writer = await asyncio_connection()
+    try:
+        await cast("Any", writer).start_tls(context)
+    except Exception as exc:
+        return (type(exc).__name__,)
+    finally:
+        writer.close()
+    return ("no exception",)
+
+
+async def asyncio_connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connection = await asyncio.open_connection("127.0.0.1", port)
+    server.close()
+    return connection
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("context", [None, "not a context", ssl.Purpose.SERVER_AUTH])
+async def test_start_tls_rejects_what_is_not_an_ssl_context(context: Any) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with connected_pair() as ((_reader, writer), _far):
+            with pytest.raises(TypeError) as caught:
+                await writer.start_tls(context)
+            # The writer is still usable afterwards.
+            assert not writer.is_closing()
+        if sys.version_info >= (3, 11):  # asyncio's writer has start_tls()
+            theirs = await on_asyncio(lambda: asyncio_start_tls_outcome(context))
+            assert (outcome(caught.value)[0],) == theirs
+    assert type(context).__name__ in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_send_is_write_then_drain() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with connected_pair() as ((_reader, writer), (far_reader, _w)):
+            writer.transport.set_write_buffer_limits(high=0)
+            sent = anyio.Event()
+
+            async def send() -> None:
+                await writer.send(b"x" * SEND_SIZE)
+                sent.set()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(send)
+                await anyio.wait_all_tasks_blocked()
+                # drain() waits for the peer: nothing has been read yet.
+                assert not sent.is_set()
+                assert await far_reader.readexactly(SEND_SIZE) == b"x" * SEND_SIZE
+            assert sent.is_set()
+
+
+@pytest.mark.anyio
+async def test_send_eof_half_closes() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with connected_pair() as ((reader, writer), (far_reader, far_writer)):
+            writer.write(b"last")
+            await writer.send_eof()
+            assert await far_reader.read() == b"last"
+            assert far_reader.at_eof()
+            # Only one direction is closed.
+            far_writer.write(b"answer")
+            assert await reader.readexactly(6) == b"answer"
+            assert not writer.is_closing()
+
+
+@pytest.mark.anyio
+async def test_aclose_closes_and_waits() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with connected_pair() as ((_reader, writer), (far_reader, _w)):
+            writer.write(b"bye")
+            await writer.aclose()
+            assert writer.is_closing()
+            assert await far_reader.read() == b"bye"
+            assert far_reader.at_eof()
+
+
+@pytest.mark.anyio
+async def test_extra_attributes_are_the_protocols(anyio_backend: Any) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server = await portastreams.start_server(
+            lambda reader, writer: None, "127.0.0.1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await portastreams.open_connection("127.0.0.1", port)
+            attributes = writer.extra_attributes
+            assert attributes.keys() == reader.extra_attributes.keys()
+            sock = writer.get_extra_info("socket")
+            assert attributes[anyio.abc.SocketAttribute.raw_socket]() is sock
+            writer.close()
+            await writer.wait_closed()
