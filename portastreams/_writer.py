@@ -48,6 +48,12 @@ class FlowControl(Protocol):
     def extra_attributes(self) -> Any: ...
 
 
+def _raise_not_bytes(data: object) -> None:
+    raise TypeError(
+        f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+    )
+
+
 def _is_bytes_like(data: object) -> bool:
     try:
         memoryview(data)  # type: ignore[arg-type]
@@ -130,6 +136,9 @@ class StreamWriter(ByteSendStream):
         Raises ``TypeError`` for data that is not bytes-like (with asyncio's
         message on every backend) and ``RuntimeError`` after :meth:`write_eof`.
         """
+        if not data and not isinstance(data, (bytes, bytearray, memoryview)):
+            # uvloop accepts write(None) or write("") silently; asyncio does not.
+            _raise_not_bytes(data)
         try:
             self._transport.write(data)
         except (RuntimeError, AttributeError):
@@ -155,19 +164,29 @@ class StreamWriter(ByteSendStream):
         objects, with the message asyncio's socket transports give on this
         Python when ``data`` is a sequence.
         """
+        # All or nothing, as asyncio (which joins the items first): look at
+        # every item before any is written.
+        items = data if isinstance(data, (list, tuple)) else None
+        if items is None:
+            try:
+                items = list(data)
+            except TypeError:
+                error = _asyncio_writelines_error(data)
+                if error is None:
+                    raise
+                raise error from None
+        for item in items:
+            if not isinstance(item, (bytes, bytearray, memoryview)) and not (
+                _is_bytes_like(item)
+            ):
+                error = _asyncio_writelines_error(items)
+                assert error is not None
+                raise error
         try:
-            self._transport.writelines(data)
+            self._transport.writelines(items)
         except (RuntimeError, AttributeError):
             if not self._connection_lost():
                 raise
-        except TypeError:
-            # uvloop leaves the items before a bad one buffered but not sent,
-            # and its close() then waits for them forever: start sending.
-            self._transport.writelines(())
-            error = _asyncio_writelines_error(data)
-            if error is None:
-                raise
-            raise error from None
 
     def _connection_lost(self) -> bool:
         """True once an asyncio protocol saw the connection go.

@@ -81,6 +81,10 @@ def our_timeouts(
         return outcome(exc)
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="asyncio's SSLProtocol takes ssl_shutdown_timeout from 3.11 on: no oracle",
+)
 @pytest.mark.parametrize(
     ("handshake", "shutdown"),
     [
@@ -144,6 +148,10 @@ def asyncio_abort_message(timeout: float) -> str:
     return str(error)
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="asyncio's SSLProtocol takes ssl_shutdown_timeout from 3.11 on: no oracle",
+)
 @pytest.mark.parametrize("timeout", [5, 0.25])
 def test_handshake_timeout_error_says_what_asyncio_says(timeout: float) -> None:
     message = asyncio_abort_message(timeout)
@@ -157,6 +165,10 @@ def test_handshake_timeout_error_says_what_asyncio_says(timeout: float) -> None:
     assert str(error.__cause__) == message
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="asyncio's SSLProtocol takes ssl_shutdown_timeout from 3.11 on: no oracle",
+)
 def test_handshake_timeout_error_with_the_default_timeout() -> None:
     message = asyncio_abort_message(60.0)
     with pytest.raises(HandshakeTimeoutError) as caught:

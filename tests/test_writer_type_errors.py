@@ -155,20 +155,10 @@ async def test_close_after_a_rejected_writelines_does_not_hang() -> None:
         pytest.param(
             ("asyncio", {"use_uvloop": True}),
             id="uvloop",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="uvloop's writelines() buffers the items before a bad one "
-                "(core: validate before buffering)",
-            ),
         ),
         pytest.param(
             ("trio", {}),
             id="trio",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="StreamTransport.writelines() writes the items before a bad "
-                "one (core: validate before writing)",
-            ),
         ),
     ],
 )
@@ -190,12 +180,6 @@ async def test_a_rejected_writelines_writes_nothing(
         pytest.param(
             ("asyncio", {"use_uvloop": True}),
             id="uvloop",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="uvloop's write() returns at 'if not buf' before any type "
-                "check; catching its TypeError cannot help, and checking first "
-                "costs every write a test (left to a decision on the core)",
-            ),
         ),
         pytest.param(("trio", {}), id="trio"),
     ],
@@ -225,21 +209,10 @@ async def test_false_non_bytes_writes_raise_what_asyncio_raises(
         pytest.param(
             ("asyncio", {"use_uvloop": True}),
             id="uvloop",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="uvloop's message for an iterator's bad item is its own; "
-                "the writer cannot look at the items again to say asyncio's "
-                "(core: materialise an iterator before writing, as asyncio's join)",
-            ),
         ),
         pytest.param(
             ("trio", {}),
             id="trio",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="StreamTransport.writelines() writes item by item and "
-                "says write()'s message (core: as above)",
-            ),
         ),
     ],
 )
