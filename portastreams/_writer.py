@@ -48,6 +48,10 @@ class FlowControl(Protocol):
     def extra_attributes(self) -> Any: ...
 
 
+def _is_bytes_type(data: object) -> bool:
+    return isinstance(data, (bytes, bytearray, memoryview))
+
+
 def _raise_not_bytes(data: object) -> None:
     raise TypeError(
         f"data argument must be a bytes-like object, not {type(data).__name__!r}"
@@ -136,7 +140,7 @@ class StreamWriter(ByteSendStream):
         Raises ``TypeError`` for data that is not bytes-like (with asyncio's
         message on every backend) and ``RuntimeError`` after :meth:`write_eof`.
         """
-        if not data and not isinstance(data, (bytes, bytearray, memoryview)):
+        if not data and not _is_bytes_type(data):
             # uvloop accepts write(None) or write("") silently; asyncio does not.
             _raise_not_bytes(data)
         try:
