@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="multiply every workload's size (default 1: 2M lines, 2 GiB, "
-        "200,000 requests per redis-benchmark test, 10 s of wrk, ...; "
+        "100,000 requests per redis-benchmark test, 8 s of wrk, ...; "
         "0.01 for a quick run)",
     )
     result.add_argument(

@@ -361,6 +361,7 @@ def print_tables(results: Results) -> None:
             print(server_report.plain_table(results.server_summaries, server_settings))
         for label, error in results.errors():
             print(f"{label}: {error}")
+        print_ratio_matrix(results)
         return
     console = Console(width=None if sys.stdout.isatty() else 240)
     if results.summaries:
@@ -369,6 +370,60 @@ def print_tables(results: Results) -> None:
         console.print(server_report.table(results.server_summaries, server_settings))
     for label, error in results.errors():
         console.print(f"[red]{label}:[/red] {error}", markup=True, highlight=False)
+    print_ratio_matrix(results)
+
+
+# -- the summary of ratios ---------------------------------------------------
+
+#: The library whose ratios the summary shows.
+SUBJECT = "portastreams"
+
+
+def ratio_matrix(results: Results) -> tuple[list[str], list[list[str]]]:
+    """portastreams' ratio to native for every workload, placement and backend.
+
+    ``(headers, rows)``: a row per client workload and per server test, a
+    column per placement x backend; ``-`` where nothing was measured.
+    """
+    used = {
+        *results.meta.get("client_placements", []),
+        *results.meta.get("server_placements", []),
+    }
+    order = [p.name for p in placements.PLACEMENTS if p.name in used]
+    columns = [(p, b) for p in order for b in contenders.BACKENDS]
+    found: dict[tuple[str, str, str], float | None] = {}
+    for s in results.summaries:
+        if s.contender.split("/")[0] == SUBJECT:
+            found[s.workload, s.placement, s.backend] = s.ratio
+    for r in results.server_summaries:
+        if r.contender.split("/")[0] == SUBJECT:
+            found[f"{r.workload} {r.test}", r.placement, r.backend] = r.ratio
+    names = [w.name for w in results.settings.workloads] + [
+        f"{w.name} {t}" for w in results.server_settings.workloads for t in w.tests
+    ]
+    rows = []
+    for name in names:
+        cells = [name]
+        for placement, backend in columns:
+            ratio = found.get((name, placement, backend))
+            cells.append("-" if ratio is None else f"{ratio:.2f}")
+        if any(cell != "-" for cell in cells[1:]):
+            rows.append(cells)
+    headers = ["Workload", *(f"{p} {b}" for p, b in columns)]
+    return headers, rows
+
+
+def print_ratio_matrix(results: Results) -> None:
+    headers, rows = ratio_matrix(results)
+    if not rows:
+        return
+    print()
+    print(
+        f"{SUBJECT} vs native (> 1: faster), per placement and backend "
+        "(clients: time ratio; servers: requests/s ratio):"
+    )
+    for line in aligned([headers, *rows], left=1):
+        print("  " + line)
 
 
 # -- files -------------------------------------------------------------------
@@ -732,6 +787,17 @@ def write_rst(path: Path, results: Results, plot: Path | None) -> None:
         f"run from {meta_data['started']} to {meta_data['finished']}. "
         + placement_caption(meta_data.get("cpus"))
     )
+    headers, matrix = ratio_matrix(results)
+    if matrix:
+        out += _section("Summary", "-")
+        out += _paragraphs(
+            f"{SUBJECT} relative to the backend's native contender in each "
+            "placement (above 1 is faster): for the clients the time ratio, for "
+            "the servers the requests/s ratio. The tables below give every "
+            "figure behind these ratios, the spread of the rounds included."
+        )
+        out += _rst_table(headers, matrix)
+        out.append("")
     if plot is not None:
         relative = Path(os.path.relpath(plot, path.parent)).as_posix()
         out += [

@@ -76,8 +76,14 @@ class Run:
     placement: str = "unpinned"
     peer_cpu: int | None = None
     client_cpu: int | None = None
+    #: The 1-minute load average when the measurement started (how busy the
+    #: machine was).
+    load_average: float | None = None
     seconds: float | None = None
     cpu_seconds: float | None = None
+    #: cpu_seconds split into user and system (kernel) time, 10 ms resolution.
+    user_seconds: float | None = None
+    system_seconds: float | None = None
     maxrss_kib: int | None = None
     ru_maxrss_kib: int | None = None
     baseline_rss_kib: int | None = None
@@ -174,6 +180,7 @@ def measure(
     run.placement = placement
     run.client_cpu = cpu
     run.peer_cpu = peer.cpu
+    run.load_average = os.getloadavg()[0]
     command = client_command(workload, contender, peer.port, size, cpu, profile)
     try:
         completed = subprocess.run(
@@ -199,6 +206,8 @@ def measure(
     if run.verified:
         run.seconds = float(report["seconds"])
         run.cpu_seconds = float(report["cpu_seconds"])
+        run.user_seconds = float(report["user_seconds"])
+        run.system_seconds = float(report["system_seconds"])
         run.maxrss_kib = int(report["maxrss_kib"])
         run.ru_maxrss_kib = int(report["ru_maxrss_kib"])
         run.baseline_rss_kib = int(report["baseline_rss_kib"])

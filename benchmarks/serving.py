@@ -103,6 +103,8 @@ class ServerRun:
     verified: bool
     server_cpu: int | None = None
     tool_cpu: int | None = None
+    #: The 1-minute load average when the measurement started.
+    load_average: float | None = None
     tests: list[ServerTest] = field(default_factory=list)
     idle_connections: int = 0
     #: VmRSS before the idle connections (after the correctness checks).
@@ -320,6 +322,7 @@ def measure(
         round_, position, workload.name, placement.name, contender.name, size, False
     )
     run.server_cpu, run.tool_cpu = server_cpu, tool_cpu
+    run.load_average = os.getloadavg()[0]
     run.idle_connections = idle_connections
     try:
         with ServerProcess(workload.protocol, contender, server_cpu) as server:
