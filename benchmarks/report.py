@@ -709,11 +709,19 @@ NOTES = (
     "The hand-written trio buffer returns ``bytearray`` slices; asyncio's "
     "API (and so portastreams) returns ``bytes``, which costs one more copy "
     "per item in *lines* and *frames*.",
-    "The *upload* workload is bound by the kernel's loopback TCP path more "
-    "than by the stream implementation: how often the socket's send buffer "
-    "is full depends on how promptly the peer drains it, so on the placement "
-    "and on what else the machine runs. Its ratios move from one placement to "
-    "the next: compare them within a placement, and look at the CPU ratio.",
+    "The *upload* workload is bound by the kernel's loopback TCP path and "
+    "the peer more than by the stream implementation: a plain blocking "
+    "``sendall`` loop without any event loop takes about as long as "
+    "portastreams and AnyIO's streams do, and most of the client's CPU time "
+    "is system time. ``trio.open_tcp_stream`` (the hand-written trio "
+    "contender) is bimodal here: its ``SocketStream`` sets "
+    "``TCP_NOTSENT_LOWAT`` (16 KiB), which AnyIO's socket streams do not, and "
+    "with it trio sometimes runs about twice as fast as a blocking "
+    "``sendall`` loop and sometimes slower. Which mode it lands in depends on "
+    "the placement and on what else the machine runs (on two otherwise idle "
+    "cores, *split*, mostly the fast one), so the trio upload ratio swings "
+    "from about 0.4 to about 1.9 between runs and placements: read its "
+    "spread, not its median alone.",
 )
 
 
