@@ -142,9 +142,10 @@ def test_every_server_workload_and_contender_verifies(tmp_path: Path) -> None:
                 # wrk counts the responses it read; a few more may be in flight.
                 assert test["requests"] <= test["served"] <= test["requests"] + 100
             else:
+                # Every reply redis-benchmark read, at most what it sent.
                 size, pipeline = sizes[run["workload"]], pipelines[run["workload"]]
                 assert test["requests"] == size
-                assert test["served"] == -(-size // pipeline) * pipeline, run
+                assert size <= test["served"] <= -(-size // pipeline) * pipeline
 
 
 def test_a_missing_load_generator_skips_only_its_workload(tmp_path: Path) -> None:
