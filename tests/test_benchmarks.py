@@ -52,7 +52,7 @@ def _run_suite(*arguments: str, env: dict[str, str] | None = None) -> str:
         env=_environment() if env is None else env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=110,
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
