@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -84,7 +85,8 @@ def tool_version(program: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     lines = (completed.stdout + completed.stderr).strip().splitlines()
-    return lines[0].strip() if lines else None
+    # wrk: "wrk 4.1.0 [epoll] Copyright (C) 2012 Will Glozer"
+    return lines[0].split(" Copyright")[0].strip() if lines else None
 
 
 def machine_info() -> dict[str, Any]:
@@ -871,14 +873,21 @@ def write_rst(path: Path, results: Results, plot: Path | None) -> None:
                 out += [f"**{name} {test}** ({info['size_text']})", ""]
                 out += _server_summary_table(tested)
                 out.append("")
-    out += _machine_section(meta_data, machine, versions)
+    loads = [run.load_average for run in results.runs if run.load_average]
+    loads += [run.load_average for run in results.server_runs if run.load_average]
+    out += _machine_section(meta_data, machine, versions, loads)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out), encoding="utf-8")
 
 
 def _machine_section(
-    meta_data: dict[str, Any], machine: dict[str, Any], versions: dict[str, Any]
+    meta_data: dict[str, Any],
+    machine: dict[str, Any],
+    versions: dict[str, Any],
+    loads: Sequence[float],
 ) -> list[str]:
+    """Machine, versions, how busy the machine was (``loads``: per measurement), command."""
+
     def load(key: str) -> str:
         values = meta_data.get(key)
         return " ".join(f"{x:.2f}" for x in values) if values else "-"
@@ -904,6 +913,15 @@ def _machine_section(
         + load("load_average_at_start"),
         "* load average (1, 5, 15 min) at the end of the run: "
         + load("load_average_at_end"),
+        *(
+            [
+                "* 1-minute load average at the start of each measurement: "
+                f"{min(loads):.2f} to {max(loads):.2f}, median "
+                f"{statistics.median(loads):.2f}"
+            ]
+            if loads
+            else []
+        ),
         "",
         "Command::",
         "",
