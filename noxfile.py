@@ -161,7 +161,14 @@ def package(session: nox.Session) -> None:
 
 @nox.session(python=TOOLS_PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmarks (benchmarks/ of the checkout); arguments after -- go to them."""
+    """The benchmarks (benchmarks/ of the checkout); arguments after -- go to them.
+
+    Clients and servers against each backend's native code, full size;
+    ``nox -s bench -- --scale 0.1`` for a quicker run. The server workloads
+    need redis-benchmark and wrk from the system package manager
+    (``apt-get install redis-tools wrk``); without one, its workloads are
+    skipped with that hint.
+    """
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
 

@@ -35,7 +35,7 @@ class EndOfData(EOFError):
 
 
 class TrioBuffer:
-    """A minimal receive buffer: ``readline``, ``readexactly``, ``read``."""
+    """A minimal receive buffer: ``readline``, ``readuntil``, ``readexactly``, ``read``."""
 
     __slots__ = ("_buffer", "_offset", "_stream")
 
@@ -70,6 +70,22 @@ class TrioBuffer:
         start = self._offset
         self._offset = end + 1
         return buffer[start : end + 1]
+
+    async def readuntil(self, separator: bytes) -> bytearray:
+        """Everything up to and including ``separator``; :class:`EndOfData` at EOF."""
+        buffer = self._buffer
+        end = buffer.find(separator, self._offset)
+        while end < 0:
+            searched = max(0, len(buffer) - self._offset - len(separator) + 1)
+            if not await self._fill():
+                rest = buffer[self._offset :]
+                del buffer[:]
+                self._offset = 0
+                raise EndOfData(rest)
+            end = buffer.find(separator, self._offset + searched)
+        start = self._offset
+        self._offset = end = end + len(separator)
+        return buffer[start:end]
 
     async def readexactly(self, n: int) -> bytearray:
         """Exactly ``n`` bytes, or :class:`EndOfData` at EOF."""

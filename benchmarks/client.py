@@ -35,6 +35,8 @@ class _Timer:
     def __init__(self, profile: str | None) -> None:
         self.profile = profile
         self.baseline_rss_kib = 0
+        self.user_seconds = 0.0
+        self.system_seconds = 0.0
 
     async def measure(self, workload: Awaitable[Detail]) -> Measurement:
         profiler = None
@@ -43,6 +45,7 @@ class _Timer:
 
             profiler = cProfile.Profile()
         self.baseline_rss_kib = _max_rss_kib()
+        start_times = os.times()
         start_cpu = time.process_time()
         start = time.perf_counter()
         if profiler is not None:
@@ -54,6 +57,9 @@ class _Timer:
                 profiler.disable()
         seconds = time.perf_counter() - start
         cpu = time.process_time() - start_cpu
+        end_times = os.times()
+        self.user_seconds = end_times.user - start_times.user
+        self.system_seconds = end_times.system - start_times.system
         if profiler is not None:
             assert self.profile is not None
             profiler.dump_stats(self.profile)
@@ -206,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         "verified": True,
         "seconds": seconds,
         "cpu_seconds": cpu,
+        "user_seconds": timer.user_seconds,
+        "system_seconds": timer.system_seconds,
         "maxrss_kib": _max_rss_kib(),
         "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "baseline_rss_kib": timer.baseline_rss_kib,

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import contenders, workloads
+from . import contenders, placements, workloads
 from .contenders import Contender
+from .placements import CpuPair, Placement, default_cpus
 from .workloads import Workload
 
 #: The directory holding the ``benchmarks`` package: child processes need it
@@ -44,26 +45,22 @@ def peer_size(workload: Workload, size: int) -> int:
     return 0
 
 
-def latency_cpu() -> int | None:
-    """The CPU latency workloads are pinned to by default: the last one we may use.
-
-    None where the platform cannot pin processes (no ``os.sched_setaffinity``).
-    """
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    return max(os.sched_getaffinity(0))
-
-
 @dataclass
 class Settings:
     scale: float = 1.0
     rounds: int = 5
     workloads: Sequence[Workload] = workloads.WORKLOADS
     contenders: Sequence[Contender] = contenders.CONTENDERS
-    #: CPU for client and peer in latency workloads; None: do not pin.
-    pin_cpu: int | None = field(default_factory=latency_cpu)
+    #: Every workload runs in each of these placements.
+    placements: Sequence[Placement] = placements.PLACEMENTS
+    #: The two CPUs placements pin to (see placements.default_cpus).
+    cpus: tuple[int, int] | None = field(default_factory=default_cpus)
     timeout: float = 900.0
     seed: int = 0
+
+    def usable_placements(self) -> list[tuple[Placement, CpuPair]]:
+        """The placements possible here, with their ``(peer, client)`` CPUs."""
+        return placements.resolve(self.placements, self.cpus)
 
 
 @dataclass
@@ -76,12 +73,20 @@ class Run:
     contender: str
     size: int
     verified: bool
+    placement: str = "unpinned"
+    peer_cpu: int | None = None
+    client_cpu: int | None = None
+    #: The 1-minute load average when the measurement started (how busy the
+    #: machine was).
+    load_average: float | None = None
     seconds: float | None = None
     cpu_seconds: float | None = None
+    #: cpu_seconds split into user and system (kernel) time, 10 ms resolution.
+    user_seconds: float | None = None
+    system_seconds: float | None = None
     maxrss_kib: int | None = None
     ru_maxrss_kib: int | None = None
     baseline_rss_kib: int | None = None
-    pinned_cpu: int | None = None
     detail: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
@@ -99,6 +104,7 @@ class Peer:
         ]
         if cpu is not None:
             command += ["--cpu", str(cpu)]
+        self.cpu = cpu
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -167,10 +173,14 @@ def measure(
     round_: int = 0,
     position: int = 0,
     profile: str | None = None,
+    placement: str = "unpinned",
 ) -> Run:
-    """Run one client process against ``peer`` and parse what it reports."""
+    """Run one client process (pinned to ``cpu``) against ``peer``; parse its report."""
     run = Run(round_, position, workload.name, contender.name, size, False)
-    run.pinned_cpu = cpu
+    run.placement = placement
+    run.client_cpu = cpu
+    run.peer_cpu = peer.cpu
+    run.load_average = os.getloadavg()[0]
     command = client_command(workload, contender, peer.port, size, cpu, profile)
     try:
         completed = subprocess.run(
@@ -196,6 +206,8 @@ def measure(
     if run.verified:
         run.seconds = float(report["seconds"])
         run.cpu_seconds = float(report["cpu_seconds"])
+        run.user_seconds = float(report["user_seconds"])
+        run.system_seconds = float(report["system_seconds"])
         run.maxrss_kib = int(report["maxrss_kib"])
         run.ru_maxrss_kib = int(report["ru_maxrss_kib"])
         run.baseline_rss_kib = int(report["baseline_rss_kib"])
@@ -208,44 +220,61 @@ def measure(
 ProgressCallback = Callable[[str, Run | None], None]
 
 
-def run_suite(settings: Settings, progress: ProgressCallback) -> list[Run]:
-    """Every round: every workload (one peer each), every contender in shuffled order.
+def run_round(
+    settings: Settings,
+    progress: ProgressCallback,
+    round_: int,
+    shuffler: random.Random,
+) -> list[Run]:
+    """One round: every placement x workload (one peer each), the contenders shuffled.
 
     ``progress(description, run)`` is called before each measurement (with
     ``None``) and after it (with the run).
     """
     runs: list[Run] = []
-    shuffler = random.Random(settings.seed)
-    for round_ in range(settings.rounds):
+    for placement, (peer_cpu, client_cpu) in settings.usable_placements():
         for workload in settings.workloads:
             size = workload.size(settings.scale)
-            cpu = settings.pin_cpu if workload.latency else None
             order = list(settings.contenders)
             shuffler.shuffle(order)
-            with Peer(workload, size, cpu) as peer:
+            with Peer(workload, size, peer_cpu) as peer:
                 for position, contender in enumerate(order):
-                    label = f"round {round_ + 1}/{settings.rounds} {workload.name} {contender.name}"
+                    label = (
+                        f"round {round_ + 1}/{settings.rounds} {workload.name} "
+                        f"{placement.name} {contender.name}"
+                    )
                     progress(label, None)
                     run = measure(
                         workload,
                         contender,
                         peer,
                         size,
-                        cpu,
+                        client_cpu,
                         settings.timeout,
                         round_=round_,
                         position=position,
+                        placement=placement.name,
                     )
                     runs.append(run)
                     progress(label, run)
     return runs
 
 
+def run_suite(settings: Settings, progress: ProgressCallback) -> list[Run]:
+    """Every round of :func:`run_round`."""
+    shuffler = random.Random(settings.seed)
+    runs: list[Run] = []
+    for round_ in range(settings.rounds):
+        runs += run_round(settings, progress, round_, shuffler)
+    return runs
+
+
 @dataclass
 class Summary:
-    """One workload x contender over all rounds."""
+    """One workload x placement x contender over all rounds."""
 
     workload: str
+    placement: str
     contender: str
     backend: str
     size: int
@@ -273,11 +302,11 @@ class Summary:
 
 
 def summarize(runs: Sequence[Run]) -> list[Summary]:
-    groups: dict[tuple[str, str], list[Run]] = {}
+    groups: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.workload, run.contender), []).append(run)
-    summaries: dict[tuple[str, str], Summary] = {}
-    for (workload, contender), group in groups.items():
+        groups.setdefault((run.workload, run.placement, run.contender), []).append(run)
+    summaries: dict[tuple[str, str, str], Summary] = {}
+    for (workload, placement, contender), group in groups.items():
         good = [run for run in group if run.verified and run.seconds is not None]
         times = [run.seconds for run in good if run.seconds is not None]
         cpu = [run.cpu_seconds for run in good if run.cpu_seconds is not None]
@@ -289,8 +318,9 @@ def summarize(runs: Sequence[Run]) -> list[Summary]:
             for run in good
             if run.maxrss_kib is not None and run.baseline_rss_kib is not None
         ]
-        summaries[workload, contender] = Summary(
+        summaries[workload, placement, contender] = Summary(
             workload=workload,
+            placement=placement,
             contender=contender,
             backend=contenders.get(contender).backend,
             size=group[0].size,
@@ -306,9 +336,9 @@ def summarize(runs: Sequence[Run]) -> list[Summary]:
         )
     for summary in summaries.values():
         candidates = [
-            summaries[summary.workload, name]
+            summaries[summary.workload, summary.placement, name]
             for name in contenders.NATIVE[summary.backend]
-            if (summary.workload, name) in summaries
+            if (summary.workload, summary.placement, name) in summaries
         ]
         timed = [c for c in candidates if c.median is not None and c.verified]
         if not timed:
@@ -322,11 +352,15 @@ def summarize(runs: Sequence[Run]) -> list[Summary]:
         if summary.cpu_median and native.cpu_median:
             summary.cpu_ratio = native.cpu_median / summary.cpu_median
     order = {
-        (w.name, c.name): (i, j)
+        (w.name, p.name, c.name): (i, j, k)
         for i, w in enumerate(workloads.WORKLOADS)
-        for j, c in enumerate(contenders.CONTENDERS)
+        for j, p in enumerate(placements.PLACEMENTS)
+        for k, c in enumerate(contenders.CONTENDERS)
     }
-    return sorted(summaries.values(), key=lambda s: order[s.workload, s.contender])
+    return sorted(
+        summaries.values(),
+        key=lambda s: order[s.workload, s.placement, s.contender],
+    )
 
 
 def as_json(value: Run | Summary) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The workloads: what a client does against which peer mode, at which size."""
+"""The workloads: what a client does against which peer, what load a server gets, at which size."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from typing import Final
 
 from . import patterns
 
-__all__ = ["FANIN_CONNECTIONS", "WORKLOADS", "Workload", "workload_names"]
+__all__ = [
+    "FANIN_CONNECTIONS",
+    "SERVER_WORKLOADS",
+    "WORKLOADS",
+    "ServerWorkload",
+    "Workload",
+    "server_workload_names",
+    "workload_names",
+]
 
 #: Concurrent connections in the fanin workload (not scaled).
 FANIN_CONNECTIONS: Final = 200
@@ -113,6 +121,99 @@ def workload_names() -> list[str]:
 
 def get(name: str) -> Workload:
     for workload in WORKLOADS:
+        if workload.name == name:
+            return workload
+    raise KeyError(name)
+
+
+# -- server workloads ----------------------------------------------------------
+
+#: redis-benchmark's concurrent connections (``-c``).
+RESP_CONNECTIONS: Final = 50
+#: wrk's concurrent connections (``-c``).
+HTTP_CONNECTIONS: Final = 100
+#: The redis-benchmark tests of the RESP workloads, in the order they run
+#: (``set`` before ``get``, so that every GET finds the key).
+RESP_TESTS: Final = ("ping_inline", "ping_mbulk", "set", "get")
+
+
+@dataclass(frozen=True)
+class ServerWorkload:
+    """A server under a load generator. ``full_size`` counts ``unit`` at ``--scale 1``."""
+
+    name: str
+    description: str
+    #: The handler the server runs: ``resp`` or ``http`` (see benchmarks.protocols).
+    protocol: str
+    #: The load generator (see benchmarks.loadgen).
+    tool: str
+    #: The load generator's tests, run one after the other against one server.
+    tests: tuple[str, ...]
+    full_size: int
+    #: ``requests`` (per test) or ``seconds`` (per test).
+    unit: str
+    connections: int
+    pipeline: int = 1
+    minimum: int = 1
+
+    def size(self, scale: float) -> int:
+        """The size at ``scale``: requests per test, or seconds per test."""
+        return max(self.minimum, round(self.full_size * scale))
+
+    def describe_size(self, size: int) -> str:
+        per = "test" if len(self.tests) > 1 else "run"
+        if self.unit == "seconds":
+            return f"{size} s per {per}, {self.connections} connections"
+        return f"{size:,} requests per {per}, {self.connections} connections"
+
+
+SERVER_WORKLOADS: Final = (
+    ServerWorkload(
+        "resp-p1",
+        "RESP server (readline + readexactly per command, write + drain per "
+        "reply) under redis-benchmark, no pipelining",
+        "resp",
+        "redis-benchmark",
+        RESP_TESTS,
+        100_000,
+        "requests",
+        RESP_CONNECTIONS,
+        pipeline=1,
+        minimum=500,
+    ),
+    ServerWorkload(
+        "resp-p16",
+        "the same RESP server under redis-benchmark, 16 pipelined requests per "
+        "connection",
+        "resp",
+        "redis-benchmark",
+        RESP_TESTS,
+        500_000,
+        "requests",
+        RESP_CONNECTIONS,
+        pipeline=16,
+        minimum=2_000,
+    ),
+    ServerWorkload(
+        "http",
+        "HTTP/1.1 keep-alive server (readuntil(b'\\r\\n\\r\\n') + Content-Length, "
+        "write + drain per response) under wrk",
+        "http",
+        "wrk",
+        ("get",),
+        8,
+        "seconds",
+        HTTP_CONNECTIONS,
+    ),
+)
+
+
+def server_workload_names() -> list[str]:
+    return [workload.name for workload in SERVER_WORKLOADS]
+
+
+def get_server(name: str) -> ServerWorkload:
+    for workload in SERVER_WORKLOADS:
         if workload.name == name:
             return workload
     raise KeyError(name)

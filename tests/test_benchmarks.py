@@ -44,34 +44,42 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def test_every_workload_and_contender_verifies(tmp_path: Path) -> None:
-    results = tmp_path / "results.json"
+def _run_suite(*arguments: str, env: dict[str, str] | None = None) -> str:
+    """Run ``python -m benchmarks ARGUMENTS``; return its stderr. It must succeed."""
     completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--scale",
-            "0.0005",
-            "--rounds",
-            "1",
-            "--json",
-            str(results),
-        ],
+        [sys.executable, "-m", "benchmarks", *arguments],
         cwd=ROOT,
-        env=_environment(),
+        env=_environment() if env is None else env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=110,
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stderr
+
+
+def test_every_workload_and_contender_verifies(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    _run_suite(
+        "--workloads",
+        ",".join(sorted(WORKLOADS)),
+        "--placements",
+        "unpinned",
+        "--scale",
+        "0.0005",
+        "--rounds",
+        "1",
+        "--json",
+        str(results),
+    )
     data: dict[str, Any] = json.loads(results.read_text())
 
     summary = {(s["workload"], s["contender"]): s for s in data["summary"]}
     assert set(summary) == {(w, c) for w in WORKLOADS for c in CONTENDERS}
     for key, entry in summary.items():
         assert entry["verified"], (key, entry["errors"])
+        assert entry["placement"] == "unpinned", key
         assert entry["median"] > 0, key
         assert entry["peak_rss_kib"] > 0, key
         assert entry["ratio"] is not None, key
@@ -95,8 +103,55 @@ def test_every_workload_and_contender_verifies(tmp_path: Path) -> None:
             "upload": {"bytes": size * 65536},
         }[run["workload"]]
         assert {k: detail[k] for k in expected} == expected, run
-        pinned = run["workload"] in ("pingpong", "fanin")
-        assert (run["pinned_cpu"] is not None) == pinned, run
+        assert (run["peer_cpu"], run["client_cpu"]) == (None, None), run
+    assert data["server_runs"] == []
+
+
+def test_each_placement_pins_as_it_says(tmp_path: Path) -> None:
+    """shared: one CPU for both; split: one each; unpinned: none; ratios per placement."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        pytest.skip("the split placement needs two usable CPUs")
+    first, second = usable[0], usable[-1]
+    results = tmp_path / "results.json"
+    natives = ("asyncio-streams/asyncio", "trio-buffer/trio")
+    _run_suite(
+        "--workloads",
+        "pingpong,upload",
+        "--contenders",
+        ",".join(natives),
+        "--cpus",
+        f"{first},{second}",
+        "--scale",
+        "0.0005",
+        "--rounds",
+        "1",
+        "--json",
+        str(results),
+    )
+    data: dict[str, Any] = json.loads(results.read_text())
+    expected_cpus = {
+        "shared": (second, second),
+        "split": (first, second),
+        "unpinned": (None, None),
+    }
+    assert data["meta"]["client_placements"] == list(expected_cpus)
+    seen = set()
+    for run in data["runs"]:
+        assert run["verified"], run
+        cpus = (run["peer_cpu"], run["client_cpu"])
+        assert cpus == expected_cpus[run["placement"]], run
+        seen.add((run["workload"], run["placement"], run["contender"]))
+    assert seen == {
+        (w, p, c)
+        for w in ("pingpong", "upload")
+        for p in expected_cpus
+        for c in natives
+    }
+    for entry in data["summary"]:
+        # Each is its backend's native contender, in each placement on its own.
+        assert entry["native"] == entry["contender"], entry
+        assert entry["ratio"] == pytest.approx(1.0), entry
 
 
 def test_a_short_stream_fails_verification() -> None:
