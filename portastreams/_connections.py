@@ -24,6 +24,7 @@ from ._asyncio_native import (
     open_native_unix_connection,
 )
 from ._backend import running_backend
+from ._listeners import set_nodelay
 from ._reader import DEFAULT_LIMIT, StreamReader
 from ._tls import handshake_timeout, shutdown_timeout
 from ._transport import StreamTransport
@@ -221,6 +222,7 @@ async def open_connection(
         if sock.family == socket.AF_UNIX:
             stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
         else:
+            set_nodelay(sock)
             stream = await anyio.abc.SocketStream.from_socket(sock)
     else:
         if host is None or port is None:

@@ -29,6 +29,7 @@ __all__ = [
     "accept_connections",
     "bind_tcp_sockets",
     "bind_unix_socket",
+    "set_nodelay",
 ]
 
 logger = logging.getLogger("portastreams")
@@ -208,6 +209,17 @@ async def accept_connections(
                 in_burst = False
                 logger.info("accepting connections again on %s", _name(sock))
             handle(connection)
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    """Turn Nagle's algorithm off on a TCP socket, as asyncio does on every one.
+
+    Replies written one by one must not wait for the peer's delayed ACK.
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == (
+        socket.SOCK_STREAM
+    ):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _name(sock: socket.socket) -> str:

@@ -34,7 +34,12 @@ from anyio.abc import TaskGroup, TaskStatus
 from ._asyncio_native import accept_native_connection, can_open_natively
 from ._backend import running_backend, spawn_detached
 from ._connections import check_keywords, check_limit, open_pair
-from ._listeners import accept_connections, bind_tcp_sockets, bind_unix_socket
+from ._listeners import (
+    accept_connections,
+    bind_tcp_sockets,
+    bind_unix_socket,
+    set_nodelay,
+)
 from ._reader import DEFAULT_LIMIT, StreamReader
 from ._tls import handshake_timeout
 from ._writer import StreamWriter
@@ -260,6 +265,7 @@ class Server:
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
             )
         stream: anyio.abc.SocketStream
+        set_nodelay(connection)
         if connection.family == socket.AF_UNIX:
             stream = await anyio.abc.UNIXSocketStream.from_socket(connection)
         else:

@@ -49,15 +49,8 @@ def _asyncio_accepted_nodelay() -> int:
 
 
 async def test_accepted_connections_have_nagle_off_as_in_asyncio(
-    backend_name: str, request: pytest.FixtureRequest
+    backend_name: str,
 ) -> None:
-    if backend_name == "trio":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="core bug: the trio server path leaves TCP_NODELAY off",
-            )
-        )
     expected = await anyio.to_thread.run_sync(_asyncio_accepted_nodelay)
     assert expected, "asyncio's start_server turns Nagle's algorithm off"
     accepted: list[int] = []
@@ -97,15 +90,8 @@ def _asyncio_wrapped_nodelay() -> int:
 
 
 async def test_a_wrapped_tcp_socket_has_nagle_off_as_in_asyncio(
-    backend_name: str, request: pytest.FixtureRequest
+    backend_name: str,
 ) -> None:
-    if backend_name == "trio":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="core bug: open_connection(sock=) on trio leaves TCP_NODELAY off",
-            )
-        )
     expected = await anyio.to_thread.run_sync(_asyncio_wrapped_nodelay)
     assert expected, "asyncio's open_connection(sock=) turns Nagle's algorithm off"
     with socket.create_server(("127.0.0.1", 0)) as listener:
