@@ -266,9 +266,14 @@ async def test_client_kill_in_the_middle_of_a_pipeline(
 
             with pytest.raises((ConnectionError, EOFError)) as caught:
                 await read_until_failure(client, received)
-            assert client.broken
-            with pytest.raises(ConnectionError, match="cut short"):
-                await client.read_reply()
+            # The failure usually cuts a reply short (the client then refuses
+            # to go on); it can also land exactly between two replies.
+            if client.broken:
+                with pytest.raises(ConnectionError, match="cut short"):
+                    await client.read_reply()
+            else:
+                with pytest.raises((ConnectionError, EOFError)):
+                    await client.read_reply()
 
     assert 1000 <= len(received) < len(payloads)
     assert received == payloads[: len(received)]
