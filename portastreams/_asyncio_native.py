@@ -85,6 +85,22 @@ class BufferedStreamReaderProtocol(StreamReaderProtocol, asyncio.BufferedProtoco
         self._reader.feed_data(self._receive_view[:nbytes])
 
 
+def _protocol_for(
+    reader: StreamReader, *, server_side: bool, tls: bool
+) -> StreamReaderProtocol:
+    """The protocol of a new connection: buffered, except under TLS.
+
+    asyncio's TLS transport (3.11+) delivers to a ``BufferedProtocol`` one
+    buffer per step, and when the peer's close (close_notify, or the socket's
+    end) arrives it stops after the step in progress: the decrypted bytes
+    still waiting past that buffer are dropped. A plain ``Protocol`` is given
+    everything that was decrypted, as asyncio's own streams are.
+    """
+    if tls:
+        return StreamReaderProtocol(reader, server_side=server_side)
+    return BufferedStreamReaderProtocol(reader, server_side=server_side)
+
+
 def _running_uvloop() -> bool:
     return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
@@ -126,7 +142,7 @@ def _tls_options(
 
 def _native_pair(
     transport: asyncio.BaseTransport,
-    protocol: BufferedStreamReaderProtocol,
+    protocol: StreamReaderProtocol,
     reader: StreamReader,
 ) -> tuple[StreamReader, StreamWriter]:
     # asyncio's default water marks (64 KiB / 16 KiB): uvloop's transports
@@ -154,7 +170,7 @@ async def open_native_connection(
     """``asyncio.open_connection`` with portastreams' reader and writer."""
     loop = asyncio.get_running_loop()
     reader = StreamReader(limit=limit)
-    protocol = BufferedStreamReaderProtocol(reader, server_side=False)
+    protocol = _protocol_for(reader, server_side=False, tls=ssl_context is not None)
     options: dict[str, Any] = {"local_addr": local_addr, "sock": sock}
     if happy_eyeballs_delay is not None:
         options["happy_eyeballs_delay"] = happy_eyeballs_delay
@@ -186,7 +202,7 @@ async def open_native_unix_connection(
     """``asyncio.open_unix_connection`` with portastreams' reader and writer."""
     loop = asyncio.get_running_loop()
     reader = StreamReader(limit=limit)
-    protocol = BufferedStreamReaderProtocol(reader, server_side=False)
+    protocol = _protocol_for(reader, server_side=False, tls=ssl_context is not None)
     options = _tls_options(ssl_context, ssl_handshake_timeout, ssl_shutdown_timeout)
     if ssl_context is not None:
         options["server_hostname"] = server_hostname
@@ -210,7 +226,7 @@ async def accept_native_connection(
     """The pair of an accepted socket, on the loop's own transport (and TLS)."""
     loop = asyncio.get_running_loop()
     reader = StreamReader(limit=limit)
-    protocol = BufferedStreamReaderProtocol(reader, server_side=True)
+    protocol = _protocol_for(reader, server_side=True, tls=ssl_context is not None)
     options = _tls_options(ssl_context, ssl_handshake_timeout, None)
     try:
         transport, _ = await loop.connect_accepted_socket(

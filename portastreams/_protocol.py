@@ -218,7 +218,7 @@ class StreamReaderProtocol(asyncio.Protocol):
         try:
             transport = await self._get_loop().start_tls(
                 self._transport,
-                self,
+                _CopyingProtocol(self),
                 sslcontext,
                 server_side=self._server_side,
                 server_hostname=server_hostname,
@@ -250,3 +250,34 @@ class StreamReaderProtocol(asyncio.Protocol):
         if self._closed is None:
             raise RuntimeError("the connection was never made")
         await asyncio.shield(self._closed)
+
+
+class _CopyingProtocol(asyncio.Protocol):
+    """``protocol`` presented to a TLS transport as a plain ``Protocol``.
+
+    asyncio's TLS transport drops decrypted bytes at the peer's close when
+    its application protocol is a ``BufferedProtocol`` (see
+    ``_asyncio_native._protocol_for``); after ``start_tls`` the connection's
+    buffered protocol is therefore fed through this copying face.
+    """
+
+    def __init__(self, protocol: StreamReaderProtocol) -> None:
+        self._protocol = protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._protocol.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._protocol.data_received(data)
+
+    def eof_received(self) -> bool:
+        return self._protocol.eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._protocol.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._protocol.resume_writing()

@@ -305,6 +305,25 @@ async def _close_delivers(near: ConnectionEnd, far: ConnectionEnd, limit: int) -
     writer.write(b"dropped")  # after close: silently dropped, as asyncio
 
 
+async def _close_while_unread(
+    near: ConnectionEnd, far: ConnectionEnd, limit: int
+) -> None:
+    """The peer sends, closes, and leaves before anything is read: every byte
+    it sent is still read, then EOF (the close arrives while the reader is
+    paused at its ``2 * limit`` threshold)."""
+    _reader, writer = near
+    far_reader, _far_writer = far
+    payload = _pattern(384 * 1024 + 5, 5)
+    writer.write(payload)
+    writer.close()
+    await anyio.sleep(0.3)  # nothing read while the data and the close arrive
+    received = await _read_all(far_reader)
+    assert len(received) == len(payload), f"{len(received)} of {len(payload)} bytes"
+    assert received == payload, "bytes differ"
+    assert far_reader.at_eof(), "EOF after the last byte"
+    await writer.wait_closed()
+
+
 async def _drain_right_after_close(
     near: ConnectionEnd, far: ConnectionEnd, limit: int
 ) -> None:
@@ -467,6 +486,7 @@ SCENARIOS: Final[
     "flow-control": (_flow_control, DEFAULT_LIMIT),
     "half-close": (_half_close, DEFAULT_LIMIT),
     "close-delivers": (_close_delivers, DEFAULT_LIMIT),
+    "close-while-unread": (_close_while_unread, DEFAULT_LIMIT),
     "drain-after-close": (_drain_right_after_close, DEFAULT_LIMIT),
     "abort": (_abort, DEFAULT_LIMIT),
     "peer-close": (_peer_close_noticed, DEFAULT_LIMIT),

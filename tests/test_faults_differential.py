@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 import ssl
 import struct
@@ -25,7 +26,7 @@ from typing import Any
 
 import anyio
 import pytest
-from certificates import client_context
+from certificates import client_context, server_context
 
 import portastreams
 
@@ -139,6 +140,49 @@ def peer_clogged(conn: socket.socket) -> None:
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     time.sleep(0.5)  # never reads
     _reset(conn)
+
+
+#: What a TLS peer sends before it closes: more than one receive buffer
+#: (64 KiB) and than the reader's pause threshold, within what loopback
+#: socket buffers hold, so that the close arrives while the bytes still wait.
+TLS_PAYLOAD = bytes(range(256)) * 1536
+
+
+def _tls_send_then(conn: socket.socket, *, close_notify: bool) -> None:
+    with server_context().wrap_socket(conn, server_side=True) as tls:
+        tls.sendall(TLS_PAYLOAD)
+        if close_notify:
+            _send_close_notify(tls)
+        # Then the socket's end at once, without waiting for the client's
+        # close_notify (as openssl s_server does); without close_notify
+        # before it, a ragged EOF.
+
+
+def _send_close_notify(tls: ssl.SSLSocket) -> None:
+    tls.setblocking(False)
+    while True:
+        try:
+            tls.unwrap()
+        except ssl.SSLWantWriteError:
+            select.select([], [tls], [], 10)
+        except (ssl.SSLWantReadError, OSError):
+            return  # sent; the client's answer is not awaited
+        else:
+            return
+
+
+def peer_tls_send_then_close_notify(conn: socket.socket) -> None:
+    _tls_send_then(conn, close_notify=True)
+
+
+def peer_tls_send_then_ragged_close(conn: socket.socket) -> None:
+    _tls_send_then(conn, close_notify=False)
+
+
+def peer_start_tls_send_then_close_notify(conn: socket.socket) -> None:
+    conn.recv(5)  # "hello"
+    conn.sendall(b"go ahead\n")
+    _tls_send_then(conn, close_notify=True)
 
 
 @contextlib.contextmanager
@@ -287,6 +331,47 @@ async def start_tls_hang_up(open_: Opener, sleep: Sleeper, port: int) -> Observa
     return seen
 
 
+async def tls_read_after_peer_left(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    reader, writer = await open_(
+        "127.0.0.1", port, ssl=client_context(), server_hostname="localhost"
+    )
+    await sleep(0.5)  # no read while the peer sends and leaves
+    return await _read_to_the_end(reader, writer)
+
+
+async def start_tls_read_after_peer_left(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    reader, writer = await open_("127.0.0.1", port)
+    writer.write(b"hello")
+    assert await reader.readline() == b"go ahead\n"
+    await writer.start_tls(client_context(), server_hostname="localhost")
+    await sleep(0.5)
+    return await _read_to_the_end(reader, writer)
+
+
+async def _read_to_the_end(reader: Any, writer: Any) -> Observation:
+    received = bytearray()
+    error = None
+    try:
+        while chunk := await reader.read(65536):
+            received += chunk
+    except Exception as exc:
+        error = exc
+    seen: Observation = {
+        "received": len(received),
+        "intact": received == TLS_PAYLOAD,
+        "error": describe(error),
+        "at_eof": reader.at_eof(),
+    }
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return seen
+
+
 SCENARIOS: dict[str, tuple[Callable[[socket.socket], None], Any]] = {
     "peer-close": (peer_close_after_hello, state_after_peer_close),
     "peer-reset": (peer_reset_after_hello, state_after_peer_reset),
@@ -297,6 +382,18 @@ SCENARIOS: dict[str, tuple[Callable[[socket.socket], None], Any]] = {
     "tls-reset-in-handshake": (peer_reset_in_handshake, tls_connect),
     "tls-handshake-timeout": (peer_silent, tls_connect),
     "start-tls-hang-up": (peer_plain_then_hang_up, start_tls_hang_up),
+    "tls-data-then-close-notify": (
+        peer_tls_send_then_close_notify,
+        tls_read_after_peer_left,
+    ),
+    "tls-data-then-ragged-close": (
+        peer_tls_send_then_ragged_close,
+        tls_read_after_peer_left,
+    ),
+    "start-tls-data-then-close-notify": (
+        peer_start_tls_send_then_close_notify,
+        start_tls_read_after_peer_left,
+    ),
 }
 
 #: Differences from asyncio that docs/porting.rst documents, as

@@ -363,7 +363,7 @@ def run_script(*args: str) -> str:
         ("step5_flow_control.py", "b'received 4194304 bytes\\n'\n"),
         ("step7_tls.py", "(('DNS', 'localhost'),)\n"),
         ("step7_starttls.py", "Received b'Hello, Bob, privately\\n'"),
-        ("step8_testing.py", "26 contract checks passed\n"),
+        ("step8_testing.py", "28 contract checks passed\n"),
         ("http_h11.py", "(200, b'chunked', b'You asked for /chunked\\n')\n"),
         (
             "starttls_guard.py",
