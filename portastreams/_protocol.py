@@ -202,7 +202,6 @@ class StreamReaderProtocol(asyncio.Protocol):
 
     async def _start_tls(
         self,
-        reader: StreamReader | None,
         sslcontext: ssl.SSLContext,
         *,
         server_hostname: str | None,

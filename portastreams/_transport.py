@@ -240,10 +240,8 @@ class StreamTransport:
             )
         if self._eof_requested:
             raise RuntimeError("Cannot call write() after write_eof()")
-        if not data or self._state is State.CLOSED or self._error is not None:
-            return
-        if self._state is State.CLOSING and not self._flushing:
-            return
+        if not data or self._state is not State.OPEN:
+            return  # after close() or a failure: dropped, as asyncio
         session = self._tls
         if session is not None:
             if not session.handshake_done or self._pending_plaintext:
@@ -280,8 +278,14 @@ class StreamTransport:
         self._start_flushing()
 
     def writelines(self, list_of_data: Any) -> None:
-        """Write every bytes-like item of an iterable, in order."""
+        """Write every bytes-like item of an iterable, in order.
+
+        Unlike :meth:`write`, any object with the buffer protocol is taken,
+        as asyncio's transports take it here (an ``array.array``, say).
+        """
         for data in list_of_data:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                data = memoryview(data).cast("B")
             self.write(data)
 
     def can_write_eof(self) -> bool:
@@ -460,7 +464,6 @@ class StreamTransport:
 
     async def _start_tls(
         self,
-        reader: StreamReader | None,
         sslcontext: ssl.SSLContext,
         *,
         server_hostname: str | None,

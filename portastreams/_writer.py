@@ -286,7 +286,6 @@ class StreamWriter(ByteSendStream):
                 f"start_tls() is not supported on {type(self._transport).__name__}"
             )
         new_transport = await upgrade(
-            self._reader,
             sslcontext,
             server_hostname=server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,

@@ -11,12 +11,18 @@ over real connections on every backend for the rest: the AnyIO
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import anyio
 import pytest
+from certificates import client_context, server_context
 from reference import on_asyncio, outcome
 
 import portastreams
@@ -173,3 +179,94 @@ async def test_extra_attributes_are_the_protocols(anyio_backend: Any) -> None:
             assert attributes[anyio.abc.SocketAttribute.raw_socket]() is sock
             writer.close()
             await writer.wait_closed()
+
+
+@pytest.mark.anyio
+async def test_writes_after_a_graceful_close_by_the_server() -> None:
+    # Server.close_clients() closes each connection gracefully (a half-close,
+    # then a wait for the client's end). For the handler it is a close():
+    # the writer is closing, writes are dropped, drain() says the connection
+    # is lost -- on every path, though an asyncio transport that only
+    # half-closed still calls itself open, and refuses writes after it.
+    seen: dict[str, object] = {}
+    started = anyio.Event()
+    closing = anyio.Event()
+    done = anyio.Event()
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        try:
+            started.set()
+            await closing.wait()
+            seen["is_closing"] = writer.is_closing()
+            writer.write(b"dropped")
+            writer.writelines([b"dropped", b"too"])
+            try:
+                await writer.drain()
+            except ConnectionResetError as exc:
+                seen["drain"] = outcome(exc)
+        finally:
+            done.set()
+
+    with anyio.fail_after(TIMEOUT):
+        server = await portastreams.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await portastreams.open_connection("127.0.0.1", port)
+            await started.wait()
+            server.close_clients()
+            closing.set()
+            await done.wait()
+            assert await reader.read() == b""
+            writer.close()
+            await writer.wait_closed()
+    assert seen == {
+        "is_closing": True,
+        "drain": ("ConnectionResetError", "Connection lost"),
+    }
+
+
+@contextlib.contextmanager
+def deaf_tls_peer() -> Iterator[int]:
+    """A peer that upgrades to TLS on ``STARTTLS``, then never reads again:
+    our close_notify is never answered. Yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TIMEOUT)
+    finished = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener.accept()[0] as conn:
+            conn.settimeout(TIMEOUT)
+            conn.recv(9)  # "STARTTLS\n"
+            conn.sendall(b"GO\n")
+            with server_context().wrap_socket(conn, server_side=True):
+                finished.wait(3 * TIMEOUT)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        finished.set()
+        thread.join(TIMEOUT)
+        listener.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="asyncio's StreamWriter.start_tls() is new in 3.11",
+)
+async def test_start_tls_honours_ssl_shutdown_timeout() -> None:
+    # The default is 30 s: a close that waits for an answer that never comes
+    # takes that long unless start_tls() passed the timeout on.
+    with deaf_tls_peer() as port, anyio.fail_after(TIMEOUT):
+        reader, writer = await portastreams.open_connection("127.0.0.1", port)
+        writer.write(b"STARTTLS\n")
+        assert await reader.readline() == b"GO\n"
+        await writer.start_tls(
+            client_context(), server_hostname="localhost", ssl_shutdown_timeout=0.2
+        )
+        started = time.monotonic()
+        writer.close()
+        await writer.wait_closed()
+    assert time.monotonic() - started < TIMEOUT / 2

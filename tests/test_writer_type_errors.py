@@ -10,12 +10,13 @@ writer replaces with asyncio's.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import pytest
@@ -38,8 +39,18 @@ BAD_WRITES: list[tuple[str, Call]] = [
     ("writelines-int", lambda writer: writer.writelines(5)),
 ]
 
+
+def _failing_items() -> Iterator[bytes]:
+    yield b"ok"
+    raise TypeError("the items' own error")
+
+
 #: An iterator with a bad item: its items cannot be looked at twice.
 ITERATOR_WRITES: list[tuple[str, Call]] = [
+    (
+        "writelines-failing-generator",
+        lambda writer: writer.writelines(_failing_items()),
+    ),
     ("writelines-generator", lambda writer: writer.writelines(x for x in ["text"])),
     (
         "writelines-iterator-second-item",
@@ -232,3 +243,44 @@ async def test_bad_iterator_writelines_raise_what_asyncio_raises(
                     writer.close()
                     await writer.wait_closed()
                 assert outcome == expected, name
+
+
+#: Bytes-like items that are not bytes, bytearray or memoryview.
+OTHER_BYTES_LIKE: Final = (array.array("B", b"array"), memoryview(b"view")[1:])
+
+
+def _asyncio_sends_other_bytes_like() -> bytes:
+    async def run() -> bytes:
+        ours, peer = socket.socketpair()
+        with peer:
+            _, writer = await asyncio.open_connection(sock=ours)
+            writer.writelines(OTHER_BYTES_LIKE)
+            writer.close()
+            await writer.wait_closed()
+            received = b""
+            while chunk := peer.recv(65536):
+                received += chunk
+        return received
+
+    result: list[bytes] = []
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(run())))
+    thread.start()
+    thread.join(timeout=30)
+    assert result, "asyncio's streams did not answer"
+    return result[0]
+
+
+async def test_writelines_takes_every_bytes_like_item_as_asyncio() -> None:
+    expected = await anyio.to_thread.run_sync(_asyncio_sends_other_bytes_like)
+    assert expected == b"arrayiew"
+    with anyio.fail_after(10):
+        ours, peer = socket.socketpair()
+        with peer:
+            _, writer = await portastreams.open_connection(sock=ours)
+            writer.writelines(OTHER_BYTES_LIKE)
+            writer.close()
+            await writer.wait_closed()
+            received = b""
+            while chunk := await anyio.to_thread.run_sync(peer.recv, 65536):
+                received += chunk
+    assert received == expected
