@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -249,38 +250,32 @@ async def test_bad_iterator_writelines_raise_what_asyncio_raises(
 OTHER_BYTES_LIKE: Final = (array.array("B", b"array"), memoryview(b"view")[1:])
 
 
-def _asyncio_sends_other_bytes_like() -> bytes:
-    async def run() -> bytes:
-        ours, peer = socket.socketpair()
-        with peer:
-            _, writer = await asyncio.open_connection(sock=ours)
-            writer.writelines(OTHER_BYTES_LIKE)
-            writer.close()
-            await writer.wait_closed()
-            received = b""
+async def _sent_by_writelines(open_connection: Any) -> bytes:
+    """What a peer receives from ``writelines(OTHER_BYTES_LIKE)`` and a close."""
+    ours, peer = socket.socketpair()
+    with peer:
+        _, writer = await open_connection(sock=ours)
+        writer.writelines(OTHER_BYTES_LIKE)
+        writer.close()
+        await writer.wait_closed()
+        # (The close is done: everything is in the peer's buffer already.)
+        peer.setblocking(False)
+        received = b""
+        with contextlib.suppress(BlockingIOError):
             while chunk := peer.recv(65536):
                 received += chunk
-        return received
-
-    result: list[bytes] = []
-    thread = threading.Thread(target=lambda: result.append(asyncio.run(run())))
-    thread.start()
-    thread.join(timeout=30)
-    assert result, "asyncio's streams did not answer"
-    return result[0]
+    return received
 
 
 async def test_writelines_takes_every_bytes_like_item_as_asyncio() -> None:
-    expected = await anyio.to_thread.run_sync(_asyncio_sends_other_bytes_like)
-    assert expected == b"arrayiew"
+    result: list[bytes] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            asyncio.run(_sent_by_writelines(asyncio.open_connection))
+        )
+    )
+    await anyio.to_thread.run_sync(lambda: (thread.start(), thread.join(30)))
+    assert result, "asyncio's streams did not answer"
+    assert result[0] == b"arrayiew"
     with anyio.fail_after(10):
-        ours, peer = socket.socketpair()
-        with peer:
-            _, writer = await portastreams.open_connection(sock=ours)
-            writer.writelines(OTHER_BYTES_LIKE)
-            writer.close()
-            await writer.wait_closed()
-            received = b""
-            while chunk := await anyio.to_thread.run_sync(peer.recv, 65536):
-                received += chunk
-    assert received == expected
+        assert await _sent_by_writelines(portastreams.open_connection) == result[0]
