@@ -34,6 +34,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from ._asyncio_native import accept_native_connection, can_open_natively
 from ._backend import running_backend, spawn_detached
 from ._connections import check_keywords, check_limit, open_pair
+from ._handler_tasks import HandlerTasks
 from ._listeners import (
     accept_connections,
     bind_tcp_sockets,
@@ -92,6 +93,7 @@ class Server:
         self._unix_stat = _socket_identity(unix_path)
         self._backend = running_backend()
         self._task_group: TaskGroup | None = None
+        self._handler_tasks: HandlerTasks | None = None
         #: One cancel scope per accept loop (a scope is entered only once).
         self._accept_scopes: list[anyio.CancelScope] = []
         self._serving = False
@@ -232,9 +234,13 @@ class Server:
         self._stop_watchdog()
         self._serving = True
 
+        handlers = self._handler_tasks = HandlerTasks(
+            self._backend, task_group, lambda: self._closed
+        )
+
         def handle(connection: socket.socket) -> None:
             self._handlers += 1
-            task_group.start_soon(self._run_handler, connection)
+            handlers.start(self._run_handler, connection)
 
         for sock in self._sockets:
             scope = anyio.CancelScope()
@@ -382,6 +388,8 @@ class Server:
                 anyio.notify_closing(sock)
                 sock.close()
         self._cleanup_unix_socket()
+        if self._handler_tasks is not None:
+            self._handler_tasks.server_closed()
         self._maybe_idle()
 
     def _cleanup_unix_socket(self) -> None:

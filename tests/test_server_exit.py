@@ -11,11 +11,16 @@ missed Ctrl+C).
 
 from __future__ import annotations
 
+import sys
+
 import anyio
 import pytest
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 pytestmark = pytest.mark.anyio
 
@@ -97,3 +102,93 @@ async def test_body_exception_cancels_running_handlers(anyio_backend: object) ->
     assert cancelled
     writers[0].close()
     await writers[0].wait_closed()
+
+
+async def test_a_handler_that_swallows_one_cancellation_still_ends(
+    anyio_backend: object,
+) -> None:
+    # Cancelling a server's handlers is not a single request: a handler that
+    # catches the cancellation and awaits again is cancelled again there (as
+    # in a cancelled AnyIO scope), so leaving the server never hangs on it.
+    started = anyio.Event()
+    cancellations = 0
+
+    async def stubborn(reader: StreamReader, writer: StreamWriter) -> None:
+        nonlocal cancellations
+        started.set()
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            cancellations += 1
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            cancellations += 1
+            raise
+
+    server = await portastreams.start_server(stubborn, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    writers: list[StreamWriter] = []
+
+    async def serve_and_fail() -> None:
+        async with server:
+            _, writer = await portastreams.open_connection("127.0.0.1", port)
+            writers.append(writer)
+            await started.wait()
+            raise LookupError("body failed")
+
+    with anyio.fail_after(10):
+        with pytest.raises(LookupError):
+            await serve_and_fail()
+        writers[0].close()
+        await writers[0].wait_closed()
+    assert cancellations == 2
+
+
+class Shutdown(BaseException):
+    """Not an ``Exception``: what a handler must not swallow for the server."""
+
+
+async def test_a_handler_base_exception_ends_the_server(anyio_backend: object) -> None:
+    # As an exception escaping any task of a task group: the server stops, the
+    # other handlers are cancelled, and the exception comes out of the
+    # ``async with`` (in a group, since the body did not raise it).
+    others_cancelled = anyio.Event()
+    second_started = anyio.Event()
+    connections = 0
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:
+            try:
+                second_started.set()
+                await anyio.sleep(60)
+            except anyio.get_cancelled_exc_class():
+                others_cancelled.set()
+                raise
+        await second_started.wait()
+        raise Shutdown
+
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    writers: list[StreamWriter] = []
+
+    async def serve() -> None:
+        async with server:
+            for _ in range(2):
+                _, writer = await portastreams.open_connection("127.0.0.1", port)
+                writers.append(writer)
+                await second_started.wait()
+            await anyio.sleep(60)
+
+    with anyio.fail_after(10):
+        with pytest.raises(BaseExceptionGroup) as info:
+            await serve()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+    assert info.group_contains(Shutdown)
+    assert others_cancelled.is_set()
+    assert server.sockets == ()
+    await _still_serves()
