@@ -274,7 +274,8 @@ async def test_writelines_takes_every_bytes_like_item_as_asyncio() -> None:
             asyncio.run(_sent_by_writelines(asyncio.open_connection))
         )
     )
-    await anyio.to_thread.run_sync(lambda: (thread.start(), thread.join(30)))
+    thread.start()
+    await anyio.to_thread.run_sync(thread.join, 30)
     assert result, "asyncio's streams did not answer"
     assert result[0] == b"arrayiew"
     with anyio.fail_after(10):
