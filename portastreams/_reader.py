@@ -68,8 +68,9 @@ class _EventWaiter:
 
     __slots__ = ("event", "exception")
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    def __init__(self, event: Any) -> None:
+        #: An ``anyio.Event``, or on trio a ``trio.Event`` (lighter, the same API).
+        self.event = event
         self.exception: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -273,7 +274,9 @@ class StreamReader(ByteReceiveStream):
                 if self._waiter is future:
                     self._waiter = None
             return
-        waiter = self._waiter = _EventWaiter()
+        waiter = self._waiter = _EventWaiter(
+            _trio_event() if self._backend == "trio" else anyio.Event()
+        )
         try:
             await waiter.event.wait()
         finally:
@@ -494,3 +497,9 @@ class StreamReader(ByteReceiveStream):
         if self._paused:
             info.append("paused")
         return "<{}>".format(" ".join(info))
+
+
+def _trio_event() -> Any:
+    import trio
+
+    return trio.Event()

@@ -120,6 +120,45 @@ class StreamTransport:
     runs a TLS handshake over the stream.
     """
 
+    # One per connection: no instance dict.
+    __slots__ = (
+        "_aborted",
+        "_backend",
+        "_closed_event",
+        "_drain_waiters",
+        "_eof_requested",
+        "_eof_sent",
+        "_error",
+        "_extra",
+        "_flush_scope",
+        "_flushing",
+        "_high_water",
+        "_idle_waiters",
+        "_in_flight",
+        "_linger_timeout",
+        "_low_water",
+        "_peer_eof",
+        "_peer_eof_event",
+        "_pending_plaintext",
+        "_queue",
+        "_read_paused",
+        "_read_resumed",
+        "_reader",
+        "_receive_scope",
+        "_receiver_done",
+        "_receiving",
+        "_server_side",
+        "_shutdown_timeout",
+        "_socket",
+        "_state",
+        "_stream",
+        "_stream_closing",
+        "_tls",
+        "_tls_error",
+        "_tls_ready",
+        "_write_paused",
+    )
+
     def __init__(
         self,
         stream: ByteStream,
@@ -161,7 +200,7 @@ class StreamTransport:
         self._stream_closing = False
         # Reading.
         self._receiving = False
-        self._receive_scope: anyio.CancelScope | None = None
+        self._receive_scope: Any = None  # a trio or AnyIO cancel scope
         self._read_paused = False
         self._read_resumed: anyio.Event | None = None
         self._receiver_done: anyio.Event | None = None
@@ -173,7 +212,6 @@ class StreamTransport:
         """Start reading eagerly (once)."""
         if not self._receiving and self._state is State.OPEN:
             self._receiving = True
-            self._receiver_done = anyio.Event()
             spawn_detached(self._backend, self._receive_loop, "portastreams receiver")
 
     async def handshake(
@@ -480,11 +518,20 @@ class StreamTransport:
 
     # -- the receiver ------------------------------------------------------------
 
+    def _new_cancel_scope(self) -> Any:
+        """A cancel scope for the receiver: trio's own on trio (AnyIO's wraps
+        it, at a few hundred bytes per connection)."""
+        if self._backend == "trio":
+            import trio
+
+            return trio.CancelScope()
+        return anyio.CancelScope()
+
     async def _receive_loop(self) -> None:
         try:
             if self._stream_closing:
                 return
-            with anyio.CancelScope() as scope:
+            with self._new_cancel_scope() as scope:
                 self._receive_scope = scope
                 await self._receive_until_eof()
         except Exception as exc:
@@ -723,11 +770,12 @@ class StreamTransport:
         """
         self._stream_closing = True
         scope = self._receive_scope
-        done = self._receiver_done
-        if scope is not None:
-            _forget_raw_socket_reader(self._stream, self._backend)
-            scope.cancel()
-        if done is not None and not done.is_set():
+        if self._receiving:
+            # (Made only now: an Event per connection would sit idle.)
+            done = self._receiver_done = anyio.Event()
+            if scope is not None:
+                _forget_raw_socket_reader(self._stream, self._backend)
+                scope.cancel()
             with anyio.move_on_after(CLOSE_TIMEOUT):
                 await done.wait()
         # Let the event loop run what the cancelled receive scheduled.
