@@ -85,6 +85,7 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_tls.py",
     ),
     "_server": (
+        "tests/test_server_arguments.py",
         "tests/test_server.py",
         "tests/test_server_exit.py",
         "tests/test_server_behaviour.py",

@@ -1,0 +1,131 @@
+"""Bad arguments to ``start_server`` / ``start_unix_server``: asyncio's errors.
+
+Each bad call is made first on asyncio's own ``asyncio.start_server`` /
+``asyncio.start_unix_server`` (on a plain asyncio loop in a worker thread):
+portastreams must raise the same exception class with the same message, on
+every backend, before it binds anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import pytest
+from certificates import server_context
+
+import portastreams
+
+pytestmark = pytest.mark.anyio
+
+#: ``(id, what to call: a function of the library -- asyncio or portastreams
+#: -- returning the coroutine)``
+Call = Callable[[Any], Any]
+
+
+async def _handler(reader: Any, writer: Any) -> None:
+    writer.close()
+
+
+def _bad_calls(
+    directory: Path, udp: socket.socket, unix: socket.socket
+) -> Iterator[tuple[str, Call]]:
+    path = str(directory / "server.sock")
+    yield (
+        "unix-handshake-timeout-without-ssl",
+        lambda lib: lib.start_unix_server(_handler, path, ssl_handshake_timeout=1.0),
+    )
+    yield (
+        "unix-path-and-sock",
+        lambda lib: lib.start_unix_server(_handler, path, sock=unix),
+    )
+    yield (
+        "unix-sock-of-another-kind",
+        lambda lib: lib.start_unix_server(_handler, sock=udp),
+    )
+    yield ("unix-nothing-to-listen-on", lambda lib: lib.start_unix_server(_handler))
+    yield (
+        "tcp-handshake-timeout-without-ssl",
+        lambda lib: lib.start_server(
+            _handler, "127.0.0.1", 0, ssl_handshake_timeout=1.0
+        ),
+    )
+    yield (
+        "tcp-handshake-timeout-zero",
+        lambda lib: lib.start_server(
+            _handler, "127.0.0.1", 0, ssl=server_context(), ssl_handshake_timeout=0
+        ),
+    )
+    yield (
+        "unix-handshake-timeout-negative",
+        lambda lib: lib.start_unix_server(
+            _handler, path, ssl=server_context(), ssl_handshake_timeout=-1.0
+        ),
+    )
+
+
+#: Documented differences (docs/porting.rst): asyncio starts a server that
+#: fails every TLS connection; portastreams raises at once, with the message
+#: asyncio gives for each connection.
+FAILS_AT_ONCE: Final = {
+    "tcp-handshake-timeout-zero": "ssl_handshake_timeout should be a positive number, got 0",
+    "unix-handshake-timeout-negative": (
+        "ssl_handshake_timeout should be a positive number, got -1.0"
+    ),
+}
+
+
+def _outcome(call: Call, lib: Any) -> Any:
+    async def attempt() -> Any:
+        try:
+            server = await call(lib)
+        except Exception as exc:
+            return type(exc), str(exc)
+        server.close()
+        return "started"
+
+    return attempt
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    udp = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with udp, unix:
+        yield udp, unix
+
+
+async def test_bad_arguments_raise_what_asyncio_raises(
+    sock_dir: Path, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    calls = list(_bad_calls(sock_dir, *sockets))
+    expected: dict[str, Any] = {}
+
+    def on_asyncio() -> None:
+        async def run_all() -> None:
+            for name, call in calls:
+                expected[name] = await _outcome(call, asyncio)()
+
+        asyncio.run(run_all())
+
+    thread = threading.Thread(target=on_asyncio)
+    thread.start()
+    await anyio.to_thread.run_sync(thread.join, 30)
+    assert len(expected) == len(calls), "asyncio's servers did not answer"
+    # (asyncio's started server leaves its socket file before 3.13.)
+    (sock_dir / "server.sock").unlink(missing_ok=True)
+    with anyio.fail_after(10):
+        for name, call in calls:
+            observed = await _outcome(call, portastreams)()
+            if name in FAILS_AT_ONCE:
+                assert expected[name] == "started", f"asyncio's {name} changed"
+                assert observed == (ValueError, FAILS_AT_ONCE[name]), name
+                continue
+            assert expected[name] != "started", f"asyncio accepted {name}"
+            assert observed == expected[name], name
+    assert not (sock_dir / "server.sock").exists(), "nothing may be bound"
