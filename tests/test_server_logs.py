@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ import pytest
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
+from portastreams import _server as server_module
 
 pytestmark = pytest.mark.anyio
 
@@ -168,3 +170,47 @@ async def test_serve_forever_inside_async_with_can_be_cancelled_and_restarted() 
                     group.cancel_scope.cancel()
                 assert server.is_serving()
         assert not server.is_serving()
+
+
+class _ClosedUvloopWriter:
+    """A writer whose transport fails ``get_extra_info()``, as uvloop's closed
+    transports do."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+
+class _Writer:
+    def __init__(self, peer: Any) -> None:
+        self.asked: list[str] = []
+        self.peer = peer
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        self.asked.append(name)
+        return self.peer if name == "peername" else default
+
+
+def test_the_log_names_the_peer_or_a_closed_connection() -> None:
+    writer = _Writer(("127.0.0.1", 41234))
+    assert server_module._peer(writer) == ("127.0.0.1", 41234)  # type: ignore[arg-type]
+    assert writer.asked == ["peername"]
+    closed = _ClosedUvloopWriter()
+    assert server_module._peer(closed) == "a closed connection"  # type: ignore[arg-type]
+
+
+def test_the_not_serving_watchdog_sees_only_waiting_connections() -> None:
+    with (
+        socket.create_server(("127.0.0.1", 0)) as quiet,
+        socket.create_server(("127.0.0.1", 0)) as busy,
+        socket.create_server(("127.0.0.1", 0)) as closed,
+    ):
+        closed.close()
+        assert not server_module._has_pending_connection([quiet])
+        assert not server_module._has_pending_connection([closed])
+        assert not server_module._has_pending_connection([])
+        with socket.create_connection(busy.getsockname()):
+            deadline = time.monotonic() + TIMEOUT
+            while not server_module._has_pending_connection([closed, quiet, busy]):
+                assert time.monotonic() < deadline, "the connection never showed"
+                time.sleep(0.01)
+            assert not server_module._has_pending_connection([closed, quiet])
