@@ -772,7 +772,7 @@ class StreamTransport:
         scope = self._receive_scope
         if self._receiving:
             # (Made only now: an Event per connection would sit idle.)
-            done = self._receiver_done = anyio.Event()
+            done = self._receiver_done = self._receiver_done or anyio.Event()
             if scope is not None:
                 _forget_raw_socket_reader(self._stream, self._backend)
                 scope.cancel()

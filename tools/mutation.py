@@ -93,6 +93,10 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_server_close_refuses.py",
         "tests/test_contract_edges.py",
     ),
+    "_handler_tasks": (
+        "tests/test_server_exit.py",
+        "tests/test_server_logs.py",
+    ),
     "_listeners": (
         "tests/test_listeners.py",
         "tests/test_server_behaviour.py",
