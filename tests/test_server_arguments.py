@@ -33,7 +33,7 @@ async def _handler(reader: Any, writer: Any) -> None:
 
 
 def _bad_calls(
-    directory: Path, udp: socket.socket, unix: socket.socket
+    directory: Path, udp: socket.socket, unix: socket.socket, tcp: socket.socket
 ) -> Iterator[tuple[str, Call]]:
     path = str(directory / "server.sock")
     yield (
@@ -49,6 +49,18 @@ def _bad_calls(
         lambda lib: lib.start_unix_server(_handler, sock=udp),
     )
     yield ("unix-nothing-to-listen-on", lambda lib: lib.start_unix_server(_handler))
+    yield (
+        "tcp-host-and-sock",
+        lambda lib: lib.start_server(_handler, "127.0.0.1", sock=tcp),
+    )
+    yield (
+        "tcp-port-and-sock",
+        lambda lib: lib.start_server(_handler, port=0, sock=tcp),
+    )
+    yield (
+        "tcp-sock-of-another-kind",
+        lambda lib: lib.start_server(_handler, sock=udp),
+    )
     yield (
         "tcp-handshake-timeout-without-ssl",
         lambda lib: lib.start_server(
@@ -93,15 +105,16 @@ def _outcome(call: Call, lib: Any) -> Any:
 
 
 @pytest.fixture
-def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+def sockets() -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
     udp = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with udp, unix:
-        yield udp, unix
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with udp, unix, tcp:
+        yield udp, unix, tcp
 
 
 async def test_bad_arguments_raise_what_asyncio_raises(
-    sock_dir: Path, sockets: tuple[socket.socket, socket.socket]
+    sock_dir: Path, sockets: tuple[socket.socket, socket.socket, socket.socket]
 ) -> None:
     calls = list(_bad_calls(sock_dir, *sockets))
     expected: dict[str, Any] = {}
@@ -129,3 +142,34 @@ async def test_bad_arguments_raise_what_asyncio_raises(
             assert expected[name] != "started", f"asyncio accepted {name}"
             assert observed == expected[name], name
     assert not (sock_dir / "server.sock").exists(), "nothing may be bound"
+
+
+@pytest.mark.parametrize("function", ["start_server", "start_unix_server"])
+async def test_an_unknown_keyword_names_the_function_called(
+    function: str, sock_dir: Path
+) -> None:
+    # asyncio's message names its event loop's method (and differs on
+    # uvloop); portastreams names the function the program called.
+    start = getattr(portastreams, function)
+    with pytest.raises(TypeError) as info:
+        await start(_handler, str(sock_dir / "server.sock"), bogus=1)
+    assert str(info.value) == f"{function}() got an unexpected keyword argument 'bogus'"
+
+
+async def test_a_unix_server_on_a_given_socket_removes_its_file(
+    sock_dir: Path,
+) -> None:
+    # As asyncio 3.13's cleanup_socket: the file of a socket bound by the
+    # program is removed too, when the server closes.
+    path = sock_dir / "given.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    server = await portastreams.start_unix_server(_handler, sock=sock)
+    with anyio.fail_after(10):
+        async with server:
+            assert path.exists()
+            reader, writer = await portastreams.open_unix_connection(str(path))
+            assert await reader.read() == b""
+            writer.close()
+            await writer.wait_closed()
+    assert not path.exists()

@@ -214,3 +214,17 @@ def test_the_not_serving_watchdog_sees_only_waiting_connections() -> None:
                 assert time.monotonic() < deadline, "the connection never showed"
                 time.sleep(0.01)
             assert not server_module._has_pending_connection([closed, quiet])
+
+
+async def test_serve_forever_alone_serves_a_server_started_not_serving() -> None:
+    server = await portastreams.start_server(
+        _echo_line, "127.0.0.1", 0, start_serving=False
+    )
+    port = server.sockets[0].getsockname()[1]
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as group:
+            await group.start(server.serve_forever)
+            assert server.is_serving()
+            assert await _answered(port) == b"ping\n"
+            server.close()
+    assert not server.is_serving()

@@ -87,6 +87,8 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
     "_server": (
         "tests/test_server_arguments.py",
         "tests/test_server_logs.py",
+        "tests/test_tls.py",
+        "tests/test_listeners.py",
         "tests/test_server.py",
         "tests/test_server_exit.py",
         "tests/test_server_behaviour.py",
