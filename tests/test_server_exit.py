@@ -12,6 +12,7 @@ missed Ctrl+C).
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -44,6 +45,29 @@ async def _still_serves() -> None:
             assert await reader.read(100) == b"still fine"
             writer.close()
             await writer.wait_closed()
+
+
+async def _body_fails_with_a_client(
+    handler: Callable[[StreamReader, StreamWriter], Awaitable[None]],
+    started: anyio.Event,
+) -> StreamWriter:
+    """Serve ``handler``; once it runs for a client, the body raises
+    ``LookupError``, which must come out bare. Returns the client's writer."""
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    writers: list[StreamWriter] = []
+
+    async def serve_and_fail() -> None:
+        async with server:
+            _, writer = await portastreams.open_connection("127.0.0.1", port)
+            writers.append(writer)
+            await started.wait()
+            raise LookupError("body failed")
+
+    with pytest.raises(LookupError) as info:
+        await serve_and_fail()
+    assert type(info.value) is LookupError
+    return writers[0]
 
 
 async def test_cancelled_while_entering(anyio_backend: object) -> None:
@@ -85,23 +109,11 @@ async def test_body_exception_cancels_running_handlers(anyio_backend: object) ->
             cancelled = True
             raise
 
-    server = await portastreams.start_server(wait_forever, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    writers: list[StreamWriter] = []
-
-    async def serve_and_fail() -> None:
-        async with server:
-            _, writer = await portastreams.open_connection("127.0.0.1", port)
-            writers.append(writer)
-            await started.wait()
-            raise LookupError("body failed")
-
-    with anyio.fail_after(10), pytest.raises(LookupError) as info:
-        await serve_and_fail()
-    assert type(info.value) is LookupError
-    assert cancelled
-    writers[0].close()
-    await writers[0].wait_closed()
+    with anyio.fail_after(10):
+        writer = await _body_fails_with_a_client(wait_forever, started)
+        assert cancelled
+        writer.close()
+        await writer.wait_closed()
 
 
 async def test_a_handler_that_swallows_one_cancellation_still_ends(
@@ -126,22 +138,10 @@ async def test_a_handler_that_swallows_one_cancellation_still_ends(
             cancellations += 1
             raise
 
-    server = await portastreams.start_server(stubborn, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    writers: list[StreamWriter] = []
-
-    async def serve_and_fail() -> None:
-        async with server:
-            _, writer = await portastreams.open_connection("127.0.0.1", port)
-            writers.append(writer)
-            await started.wait()
-            raise LookupError("body failed")
-
     with anyio.fail_after(10):
-        with pytest.raises(LookupError):
-            await serve_and_fail()
-        writers[0].close()
-        await writers[0].wait_closed()
+        writer = await _body_fails_with_a_client(stubborn, started)
+        writer.close()
+        await writer.wait_closed()
     assert cancellations == 2
 
 
