@@ -332,8 +332,38 @@ async def test_server_nobody_serves_warns(
         server.close()
         await server.wait_closed()
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "async with server:" in warning.getMessage()
-    assert "serve_forever()" in warning.getMessage()
+    assert warning.name == "portastreams"
+    assert warning.getMessage() == (
+        f"{server!r} has connections waiting but is not accepting them: serve "
+        "it with 'async with server:' or 'await server.serve_forever()' "
+        "(portastreams servers accept connections only while served)"
+    )
+
+
+async def test_server_nobody_serves_nor_calls_does_not_warn(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not served yet is not a mistake while no client waits: only a
+    # connection left waiting for two checks in a row is.
+    monkeypatch.setattr(server_module, "NOT_SERVING_WARNING_DELAY", 0.05)
+    server = await portastreams.start_server(idle_handler, "127.0.0.1", 0)
+    await anyio.sleep(0.4)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        # Served late: a client that comes now is accepted, and nothing warns.
+        _reader, writer = await portastreams.open_connection("127.0.0.1", port)
+        await anyio.sleep(0.2)
+        writer.close()
+        await writer.wait_closed()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_served_server_refuses_to_be_served_twice() -> None:
+    server = await portastreams.start_server(idle_handler, "127.0.0.1", 0)
+    async with server:
+        with pytest.raises(RuntimeError) as info:
+            await server.__aenter__()
+    assert str(info.value) == "this server is already being served"
 
 
 async def test_served_server_does_not_warn(

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from certificates import client_context, server_context
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
@@ -228,3 +229,40 @@ async def test_serve_forever_alone_serves_a_server_started_not_serving() -> None
             assert await _answered(port) == b"ping\n"
             server.close()
     assert not server.is_serving()
+
+
+async def test_a_failed_tls_setup_is_a_debug_line_and_the_server_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="portastreams")
+    server = await portastreams.start_server(
+        _echo_line, "127.0.0.1", 0, ssl=server_context(), ssl_handshake_timeout=5
+    )
+    port = server.sockets[0].getsockname()[1]
+    with anyio.fail_after(TIMEOUT):
+        async with server:
+            # A client that speaks plain text to a TLS server.
+            with socket.create_connection(("127.0.0.1", port)) as client:
+                client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                while not any(
+                    r.getMessage().startswith("connection setup (TLS handshake) failed")
+                    for r in _records(caplog, logging.DEBUG)
+                ):
+                    await anyio.sleep(0.01)
+            reader, writer = await portastreams.open_connection(
+                "127.0.0.1", port, ssl=client_context(), server_hostname="localhost"
+            )
+            writer.write(b"ping\n")
+            assert await reader.readline() == b"ping\n"
+            writer.close()
+            await writer.wait_closed()
+    (failure,) = [
+        r
+        for r in _records(caplog, logging.DEBUG)
+        if r.getMessage().startswith("connection setup (TLS handshake) failed")
+    ]
+    error = failure.args[0] if isinstance(failure.args, tuple) else None
+    assert isinstance(error, OSError)
+    assert failure.getMessage() == f"connection setup (TLS handshake) failed: {error!r}"
+    assert not _records(caplog, logging.ERROR)
+    assert not _records(caplog, logging.INFO)
