@@ -53,7 +53,9 @@ class HandlerTasks:
         if not self._native:
             self._task_group.start_soon(handler, argument)
             return
-        task = asyncio.get_running_loop().create_task(handler(argument))
+        task = asyncio.get_running_loop().create_task(
+            handler(argument), name="portastreams handler"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 

@@ -192,3 +192,39 @@ async def test_a_handler_base_exception_ends_the_server(anyio_backend: object) -
     assert others_cancelled.is_set()
     assert server.sockets == ()
     await _still_serves()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_on_asyncio_handlers_are_plain_tasks_under_one_supervisor(
+    anyio_backend: object,
+) -> None:
+    # The design (docs/architecture.rst): no AnyIO task per connection on
+    # asyncio -- a plain asyncio.Task per handler, one supervisor task.
+    import asyncio
+
+    seen: list[str] = []
+    both = anyio.Event()
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append(task.get_name())
+        if len(seen) == 2:
+            both.set()
+        await both.wait()
+
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    with anyio.fail_after(10):
+        async with server:
+            writers = [
+                (await portastreams.open_connection("127.0.0.1", port))[1]
+                for _ in range(2)
+            ]
+            await both.wait()
+            names = [task.get_name() for task in asyncio.all_tasks()]
+            assert names.count("portastreams handlers") == 1
+            for writer in writers:
+                writer.close()
+                await writer.wait_closed()
+    assert seen == ["portastreams handler", "portastreams handler"]
