@@ -228,3 +228,36 @@ async def test_on_asyncio_handlers_are_plain_tasks_under_one_supervisor(
                 writer.close()
                 await writer.wait_closed()
     assert seen == ["portastreams handler", "portastreams handler"]
+
+
+async def test_leaving_waits_for_the_last_handler_then_returns(
+    anyio_backend: object,
+) -> None:
+    # The body ends while one handler still runs: leaving the server waits
+    # for it, and returns as soon as it ends.
+    started = anyio.Event()
+    release = anyio.Event()
+    ended: list[str] = []
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        started.set()
+        await release.wait()
+        ended.append("handler")
+
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def release_later() -> None:
+        await anyio.sleep(0.2)
+        release.set()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            async with server:
+                _, writer = await portastreams.open_connection("127.0.0.1", port)
+                await started.wait()
+                group.start_soon(release_later)
+            ended.append("server")
+        writer.close()
+        await writer.wait_closed()
+    assert ended == ["handler", "server"]
