@@ -6,7 +6,9 @@ One serving model on every backend, structured like trio's:
   queues incoming connections from then on, but nothing accepts them yet.
 * Connections are accepted, and their handlers run, while the server is
   inside ``async with server:`` or ``await server.serve_forever()``. Both own
-  a task group; every handler runs in a task of that group.
+  a task group; every handler runs in a task owned by that group (on
+  asyncio a plain task under the group's supervisor, see
+  :mod:`portastreams._handler_tasks`).
 * When a handler returns or raises, its writer is closed (flushing what was
   written). A handler's exception is logged to the ``portastreams`` logger
   and never disturbs the server or other connections.
