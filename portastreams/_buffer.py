@@ -90,12 +90,16 @@ class SeparatorSearch:
         self.offset = 0
 
     @classmethod
-    def newline(cls) -> SeparatorSearch:
-        """The search ``readline()`` makes, built without re-validating ``b"\\n"``."""
+    def resumed(cls, separator: bytes, offset: int) -> SeparatorSearch:
+        """The search for one non-empty bytes ``separator``, ``offset`` bytes in.
+
+        For a search begun elsewhere (the reader's inline loop for the common
+        case), continued here from where it had got.
+        """
         search = cls.__new__(cls)
-        search.separators = _NEWLINE
-        search.min_len = search.max_len = 1
-        search.offset = 0
+        search.separators = [separator]
+        search.min_len = search.max_len = len(separator)
+        search.offset = offset
         return search
 
     def step(self, buffer: ReadBuffer) -> int | None:
@@ -140,9 +144,6 @@ class SeparatorSearch:
         if buffer.eof:
             raise IncompleteReadError(buffer.take(buflen), None)
         return None
-
-
-_NEWLINE: Final = [b"\n"]
 
 
 def _checked_len(separator: object) -> int:

@@ -87,6 +87,8 @@ class _SourceWait:
 
 
 _RECEIVING: Final = _SourceWait()
+#: The type of the futures asyncio's (and uvloop's) ``create_future()`` makes.
+_FUTURE_TYPE: Final = asyncio.Future
 
 
 class StreamReader(ByteReceiveStream):
@@ -171,6 +173,17 @@ class StreamReader(ByteReceiveStream):
         self._wakeup_waiter()
 
     def _wakeup_waiter(self) -> None:
+        """Wake a fed read that waits: data or the end of the stream arrived."""
+        waiter = self._waiter
+        if waiter is None:
+            return
+        # The common case inline (a read waits on an asyncio future): this
+        # runs once per receive.
+        if type(waiter) is _FUTURE_TYPE:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+            return
         self._wake_waiter(None)
 
     def _wake_waiter(self, exc: BaseException | None) -> None:
@@ -317,23 +330,16 @@ class StreamReader(ByteReceiveStream):
         or the whole buffer if no newline was seen yet.
         """
         buffer = self._buffer
-        if self._exception is None:
+        if self._exception is None and buffer:
             end = buffer.find(b"\n")
             if 0 <= end <= self._limit:
-                end += 1
-                if end == len(buffer):
-                    line = bytes(buffer)
-                    buffer.clear()
-                else:
-                    line = bytes(buffer[:end])
-                    del buffer[:end]
-                if self._paused:
-                    self._maybe_resume_transport()
-                return line
+                return self._take_until(end + 1)
         try:
+            if self._exception is None:
+                return await self._readuntil_bytes(b"\n")
             # "readuntil": CPython's readline() waits inside readuntil(), and
             # that is the name its "already waiting" RuntimeError gives.
-            return await self._readuntil(SeparatorSearch.newline(), "readuntil")
+            return await self._readuntil(SeparatorSearch.resumed(b"\n", 0), "readuntil")
         # asyncio's classes, not only ours: an exception given to
         # set_exception() is re-raised here, and CPython's readline() turns
         # any IncompleteReadError / LimitOverrunError into its result.
@@ -347,6 +353,19 @@ class StreamReader(ByteReceiveStream):
             self._maybe_resume_transport()
             raise ValueError(exc.args[0])  # noqa: B904 (CPython chains it implicitly)
 
+    def _take_until(self, end: int) -> bytes:
+        """Remove and return the first ``end`` bytes (a line, a frame)."""
+        buffer = self._buffer
+        if end == len(buffer):
+            line = bytes(buffer)
+            buffer.clear()
+        else:
+            line = bytes(buffer[:end])
+            del buffer[:end]
+        if self._paused:
+            self._maybe_resume_transport()
+        return line
+
     async def readuntil(self, separator: bytes | tuple[bytes, ...] = b"\n") -> bytes:
         """Read up to and including the first separator.
 
@@ -356,12 +375,51 @@ class StreamReader(ByteReceiveStream):
         is found within ``limit`` bytes raise ``LimitOverrunError``, leaving
         the data in the buffer.
         """
+        if type(separator) is bytes and separator and self._exception is None:
+            buffer = self._buffer
+            end = buffer.find(separator) if buffer else -1
+            if 0 <= end <= self._limit:
+                return self._take_until(end + len(separator))
+            return await self._readuntil_bytes(separator)
         search = SeparatorSearch(separator)
         return await self._readuntil(search, "readuntil")
+
+    async def _readuntil_bytes(self, separator: bytes) -> bytes:
+        """``readuntil(separator)`` for one bytes separator: the common case, inline.
+
+        CPython's search loop itself, for as long as only more data is
+        needed: the saved offset (stale if a concurrent ``read()`` took
+        bytes meanwhile, as in CPython) is handed to the general path
+        (:class:`SeparatorSearch`) for the limit, EOF and error cases, which
+        repeats the last search and raises what CPython raises.
+        """
+        buffer = self._buffer
+        core = self._core
+        limit = self._limit
+        seplen = len(separator)
+        offset = 0
+        while True:
+            buflen = len(buffer)
+            if buflen - offset >= seplen:
+                end = buffer.find(separator, offset)
+                if 0 <= end <= limit:
+                    return self._take_until(end + seplen)
+                if end != -1 or buflen + 1 - seplen > limit:
+                    break
+                offset = buflen + 1 - seplen
+            if core.eof:
+                break
+            await self._wait_for_data("readuntil")
+        search = SeparatorSearch.resumed(separator, offset)
+        return await self._search(search, "readuntil")
 
     async def _readuntil(self, search: SeparatorSearch, func_name: str) -> bytes:
         if self._exception is not None:
             raise self._exception
+        return await self._search(search, func_name)
+
+    async def _search(self, search: SeparatorSearch, func_name: str) -> bytes:
+        """Search, and wait for data, until ``search`` finds its separator."""
         core = self._core
         while True:
             end = search.step(core)

@@ -42,8 +42,19 @@ def describe(exc: BaseException, reader_buffer: bytes) -> Outcome:
     )
 
 
+def start_read(reader: Any, separator: Separator, method: str) -> Any:
+    """The awaitable of the read under test: ``readuntil(separator)`` or ``readline()``."""
+    if method == "readline":
+        return reader.readline()
+    return reader.readuntil(separator)
+
+
 async def portastreams_outcome(
-    separator: Separator, chunks: Sequence[Step], eof: bool, limit: int
+    separator: Separator,
+    chunks: Sequence[Step],
+    eof: bool,
+    limit: int,
+    method: str = "readuntil",
 ) -> Outcome:
     reader = portastreams.StreamReader(limit=limit)
     result: list[Outcome] = []
@@ -51,7 +62,7 @@ async def portastreams_outcome(
 
     async def read() -> None:
         try:
-            line = await reader.readuntil(separator)
+            line = await start_read(reader, separator, method)
         except Exception as exc:
             result.append(describe(exc, bytes(reader._buffer)))
         else:
@@ -79,10 +90,14 @@ async def portastreams_outcome(
 
 
 async def asyncio_outcome(
-    separator: Separator, chunks: Sequence[Step], eof: bool, limit: int
+    separator: Separator,
+    chunks: Sequence[Step],
+    eof: bool,
+    limit: int,
+    method: str = "readuntil",
 ) -> Outcome:
     reader: Any = ReferenceReader(limit=limit)  # _buffer is private
-    task = asyncio.ensure_future(reader.readuntil(separator))
+    task = asyncio.ensure_future(start_read(reader, separator, method))
     taken: list[bytes] = []
 
     async def settle() -> None:
@@ -126,6 +141,11 @@ CASES = [
         (b"abcd", b"z"), [b"aaaa", b"abcd"], False, 2, id="not-found-in-limit"
     ),
     pytest.param(b"abc", [b"xxab", b"c"], False, 100, id="single-sep-across-chunks"),
+    # Exactly at the limit: a separator starting there, a search that has
+    # looked at exactly ``limit`` bytes.
+    pytest.param(b"\n", [b"abc\n"], False, 3, id="found-at-limit"),
+    pytest.param(b"\n", [b"abc", b"\n"], False, 3, id="searched-up-to-limit"),
+    pytest.param((b"\n", b"zz"), [b"abc", b"\n"], False, 3, id="tuple-at-limit"),
     # A read(k) while the search waits: CPython's saved offset is then k
     # bytes too far, so it skips a separator that starts before it.
     pytest.param(b"\n", [b"abcd", 1, b"\n\n"], False, 100, id="stale-offset-skips"),
@@ -140,12 +160,59 @@ CASES = [
 ]
 
 
+def as_bytearrays(separator: bytes | tuple[bytes, ...]) -> Separator:
+    if isinstance(separator, tuple):
+        return tuple(bytearray(s) for s in separator)
+    return bytearray(separator)
+
+
+#: A ``bytes`` separator takes the reader's inline search, any other the
+#: general one (:class:`portastreams._buffer.SeparatorSearch`): both are
+#: compared with CPython.
+SEPARATOR_KINDS = [
+    pytest.param(lambda separator: separator, id="bytes"),
+    pytest.param(as_bytearrays, id="bytearray"),
+]
+
+
+@pytest.mark.parametrize("kind", SEPARATOR_KINDS)
 @pytest.mark.parametrize(("separator", "chunks", "eof", "limit"), CASES)
 async def test_readuntil_between_chunks_matches_asyncio(
-    separator: Separator, chunks: list[Step], eof: bool, limit: int
+    separator: Separator,
+    chunks: list[Step],
+    eof: bool,
+    limit: int,
+    kind: Any,
 ) -> None:
+    separator = kind(separator)
     expected = await on_asyncio(lambda: asyncio_outcome(separator, chunks, eof, limit))
     actual = await portastreams_outcome(separator, chunks, eof, limit)
+    assert actual == expected
+
+
+@pytest.mark.parametrize(
+    ("chunks", "eof", "limit"),
+    [
+        pytest.param(chunks, eof, limit, id=param.id)
+        for param in CASES
+        for separator, chunks, eof, limit in [param.values]
+        if separator == b"\n"
+    ]
+    + [
+        pytest.param([b"abc", b"defg", b"\n"], False, 5, id="line-past-limit"),
+        pytest.param([b"ab", 1, b"cdef", b"gh"], False, 5, id="stale-past-limit"),
+        pytest.param([b"ab", 2, b"\n"], False, 5, id="stale-buffer-emptied"),
+        pytest.param([b"abc", 1, b"de"], True, 100, id="stale-then-eof"),
+    ],
+)
+async def test_readline_between_chunks_matches_asyncio(
+    chunks: list[Step], eof: bool, limit: int
+) -> None:
+    """``readline`` waits in its own inline search: the same outcomes as CPython's."""
+    expected = await on_asyncio(
+        lambda: asyncio_outcome(b"\n", chunks, eof, limit, method="readline")
+    )
+    actual = await portastreams_outcome(b"\n", chunks, eof, limit, method="readline")
     assert actual == expected
 
 
