@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -191,6 +193,9 @@ class ModuleResult:
     equivalent: list[tuple[str, str]] = field(default_factory=list)
     deselected: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: With sampling: how many mutants the module has (the sample is counted).
+    population: int = 0
+    sampling: Sampling | None = None
 
     @property
     def scored(self) -> int:
@@ -256,23 +261,21 @@ def change_of(mutant: str, diff: str) -> Change:
     return Change(function_of(mutant), tuple(removed), tuple(added))
 
 
-def leave_finalizers_alone(path: Path) -> None:
-    """Mark each ``__del__`` of the work copy ``# pragma: no mutate block``.
+def finalizers_left_alone(text: str) -> str:
+    """``text`` with each ``__del__`` marked ``# pragma: no mutate block``.
 
     A finalizer runs inside the garbage collector, at any moment -- also
     while uvloop is switching contexts -- and mutmut's trampoline reads a
     context variable: under uvloop that corrupted the stats run (a
     segmentation fault in ``record_trampoline_hit``). Their mutants are
-    left out; the project's sources are not touched.
+    left out of the work copy; the project's sources are not touched.
     """
-    text = path.read_text()
-    marked = re.sub(
+    return re.sub(
         r"^(\s*def __del__\(.*:)$",
         r"\1  # pragma: no mutate block",
         text,
         flags=re.MULTILINE,
     )
-    path.write_text(marked)
 
 
 #: The line of ``portastreams/__init__.py`` that renames the public classes'
@@ -280,8 +283,8 @@ def leave_finalizers_alone(path: Path) -> None:
 PRESENT_CALL: Final = "present(__name__, globals(), __all__)"
 
 
-def keep_defining_modules(init: Path) -> None:
-    """Leave ``__module__`` as it is in the work copy (no ``present()`` call).
+def without_renaming(text: str) -> str:
+    """``portastreams/__init__.py`` leaving ``__module__`` as it is (no ``present()`` call).
 
     mutmut's trampolines find the active mutant through the ``__module__`` of
     the mutated function; renamed to ``portastreams``, the methods of the
@@ -290,10 +293,11 @@ def keep_defining_modules(init: Path) -> None:
     counts those mutants as "no tests". No test of a mutation run looks at
     ``__module__`` (``tests/test_public_names.py`` does, and is in none).
     """
-    text = init.read_text()
     if text.count(PRESENT_CALL) != 1:
-        raise SystemExit(f"{init}: expected one line {PRESENT_CALL!r}")
-    init.write_text(text.replace(PRESENT_CALL, "pass  # mutation run: no renaming"))
+        raise SystemExit(
+            f"portastreams/__init__.py: expected one line {PRESENT_CALL!r}"
+        )
+    return text.replace(PRESENT_CALL, "pass  # mutation run: no renaming")
 
 
 def prepare(module: str, tests: tuple[str, ...], extra_pytest: list[str]) -> Path:
@@ -305,8 +309,12 @@ def prepare(module: str, tests: tuple[str, ...], extra_pytest: list[str]) -> Pat
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "portastreams", work / "portastreams", ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
-    leave_finalizers_alone(work / "portastreams" / f"{module}.py")
-    keep_defining_modules(work / "portastreams" / "__init__.py")
+    for name, transform in (
+        (f"{module}.py", finalizers_left_alone),
+        ("__init__.py", without_renaming),
+    ):
+        path = work / "portastreams" / name
+        path.write_text(transform(path.read_text()))
     pyproject = (ROOT / "pyproject.toml").read_text()
     config = {
         "source_paths": ["portastreams"],
@@ -353,8 +361,93 @@ def failing_tests(
     return list(dict.fromkeys(failed))
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Test ``size`` mutants drawn at random (seeded) instead of all of them.
+
+    For the modules nearly every contract test calls (``_transport``,
+    ``_asyncio_native``): each of their mutants runs minutes of tests, so all
+    of them would take hours on a small machine. The sample's score estimates
+    the module's, with a 95% interval.
+    """
+
+    size: int
+    seed: int
+
+
+def mutmut_run(work: Path, module: str, jobs: int, names: list[str]) -> int:
+    """``mutmut run`` in ``work`` (on ``names`` only, if given); its exit status."""
+    mutmut = Path(sys.executable).with_name("mutmut")
+    with (work / "mutmut.log").open("a") as out:
+        return subprocess.run(
+            [str(mutmut), "run", "--max-children", str(jobs), *names],
+            cwd=work,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            env={**os.environ, **TEST_ENVIRONMENT},
+        ).returncode
+
+
+def meta_path(work: Path, module: str) -> Path:
+    return work / "mutants" / "portastreams" / f"{module}.py.meta"
+
+
+def exit_codes(work: Path, module: str) -> dict[str, int | None]:
+    meta = json.loads(meta_path(work, module).read_text())
+    codes: dict[str, int | None] = meta["exit_code_by_key"]
+    return codes
+
+
+#: A mutant name that matches no mutant: ``mutmut run`` given it generates
+#: the mutants and maps the tests to them, then stops (with an assertion
+#: error, "nothing matches") before testing any.
+NO_MUTANT: Final = "no-such-mutant"
+
+
+def sampled_names(
+    work: Path, module: str, jobs: int, sampling: Sampling
+) -> tuple[list[str], int]:
+    """The sample's mutant names, and how many mutants the module has."""
+    if not meta_path(work, module).exists():
+        mutmut_run(work, module, jobs, [NO_MUTANT])
+        if not meta_path(work, module).exists():
+            raise SystemExit(
+                f"mutmut generated no mutants for {module}; see {work / 'mutmut.log'}"
+            )
+    population = sorted(exit_codes(work, module))
+    size = min(sampling.size, len(population))
+    return random.Random(sampling.seed).sample(population, size), len(population)
+
+
+def same_sources(work: Path, module: str) -> bool:
+    """True if ``work`` was prepared from the package and tests as they are now."""
+    for folder in ("portastreams", "tests"):
+        sources = sorted(p for p in (ROOT / folder).rglob("*.py"))
+        copies = sorted(p for p in (work / folder).rglob("*.py"))
+        if [p.relative_to(ROOT) for p in sources] != [
+            p.relative_to(work) for p in copies
+        ]:
+            return False
+        for source in sources:
+            text = source.read_text()
+            if source == ROOT / "portastreams" / f"{module}.py":
+                text = finalizers_left_alone(text)
+            elif source == ROOT / "portastreams" / "__init__.py":
+                text = without_renaming(text)
+            if (work / source.relative_to(ROOT)).read_text() != text:
+                return False
+    return True
+
+
 def run_module(
-    module: str, jobs: int, extra_pytest: list[str], equivalents: list[Equivalent]
+    module: str,
+    jobs: int,
+    extra_pytest: list[str],
+    equivalents: list[Equivalent],
+    *,
+    sampling: Sampling | None = None,
+    resume: bool = False,
 ) -> ModuleResult:
     started = time.monotonic()
     tests = tuple(t for t in TESTS[module] if (ROOT / t).exists())
@@ -365,29 +458,48 @@ def run_module(
         for arg in ("--deselect", test)
     ]
     extra_pytest = [*extra_pytest, *excluded]
-    work = prepare(module, tests, extra_pytest)
     result = ModuleResult(module)
-    result.deselected = failing_tests(work, tests, extra_pytest)
-    if result.deselected:
-        deselect = [arg for test in result.deselected for arg in ("--deselect", test)]
-        work = prepare(module, tests, [*extra_pytest, *deselect])
+    work = WORK / module
+    if resume and meta_path(work, module).exists():
+        if not same_sources(work, module):
+            raise SystemExit(
+                f"--resume: {work} was prepared from other sources; run without --resume"
+            )
+        print(f"resuming {work}", flush=True)
+    else:
+        work = prepare(module, tests, extra_pytest)
+        result.deselected = failing_tests(work, tests, extra_pytest)
+        if result.deselected:
+            deselect = [
+                arg for test in result.deselected for arg in ("--deselect", test)
+            ]
+            work = prepare(module, tests, [*extra_pytest, *deselect])
+    names: list[str] = []
+    if sampling is not None:
+        names, result.population = sampled_names(work, module, jobs, sampling)
+        result.sampling = sampling
+        done = exit_codes(work, module)
+        # mutmut records each result as it comes: an interrupted run resumed
+        # (--resume) tests only the rest of the sample.
+        untested = [name for name in names if done.get(name) is None]
+        if untested:
+            status = mutmut_run(work, module, jobs, untested)
+            if status != 0:
+                raise SystemExit(
+                    f"mutmut failed on {module} (exit {status}); "
+                    f"see {work / 'mutmut.log'}"
+                )
+    else:
+        status = mutmut_run(work, module, jobs, [])
+        if status != 0:
+            raise SystemExit(
+                f"mutmut failed on {module} (exit {status}); see {work / 'mutmut.log'}"
+            )
     mutmut = Path(sys.executable).with_name("mutmut")
-    log = work / "mutmut.log"
-    with log.open("w") as out:
-        status = subprocess.run(
-            [str(mutmut), "run", "--max-children", str(jobs)],
-            cwd=work,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
-            env={**os.environ, **TEST_ENVIRONMENT},
-        ).returncode
-    if status != 0:
-        raise SystemExit(f"mutmut failed on {module} (exit {status}); see {log}")
-    meta = json.loads(
-        (work / "mutants" / "portastreams" / f"{module}.py.meta").read_text()
-    )
-    for mutant, exit_code in sorted(meta["exit_code_by_key"].items()):
+    codes = exit_codes(work, module)
+    if sampling is not None:
+        codes = {name: codes[name] for name in names}
+    for mutant, exit_code in sorted(codes.items()):
         state = STATUS.get(exit_code, "suspicious")
         if state == "survived":
             diff = subprocess.run(
@@ -412,6 +524,21 @@ def run_module(
 
 def score(detected: int, scored: int) -> str:
     return f"{100 * detected / scored:.1f}%" if scored else "n/a"
+
+
+def wilson_interval(detected: int, scored: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion ``detected / scored``."""
+    if not scored:
+        return (0.0, 1.0)
+    z = 1.96
+    p = detected / scored
+    centre = (p + z * z / (2 * scored)) / (1 + z * z / scored)
+    half = (
+        z
+        * math.sqrt(p * (1 - p) / scored + z * z / (4 * scored * scored))
+        / (1 + z * z / scored)
+    )
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def report(results: list[ModuleResult], equivalents: list[Equivalent]) -> str:
@@ -439,6 +566,14 @@ def report(results: list[ModuleResult], equivalents: list[Equivalent]) -> str:
     lines.append("")
     lines.append("score = (killed + timeout) / (all mutants - equivalent - skipped)")
     for r in results:
+        if r.sampling is not None:
+            low, high = wilson_interval(r.detected, r.scored)
+            lines.append(
+                f"{r.module}: a sample of {sum(r.counts.values())} of "
+                f"{r.population} mutants (seed {r.sampling.seed}); 95% interval "
+                f"of the module's score: {100 * low:.1f}%-{100 * high:.1f}%"
+            )
+    for r in results:
         for test in r.deselected:
             lines.append(f"{r.module}: deselected, fails on the unmutated code: {test}")
         for mutant, diff in r.survivors:
@@ -446,6 +581,7 @@ def report(results: list[ModuleResult], equivalents: list[Equivalent]) -> str:
     for entry in equivalents:
         if entry.matched == 0 and any(
             entry.change.function.startswith(f"portastreams.{r.module}.")
+            and r.sampling is None
             for r in results
         ):
             change = entry.change
@@ -477,7 +613,24 @@ def main() -> None:
         metavar="PERCENT",
         help="exit with status 1 if the overall score is below PERCENT",
     )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="test N mutants per module drawn at random, not all (an estimate)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the seed of --sample (default 0)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the previous run of each module where it stopped "
+        "(only if the package and tests are unchanged since)",
+    )
     args = parser.parse_args()
+    sampling = None if args.sample is None else Sampling(args.sample, args.seed)
     modules: list[str] = args.modules or list(TESTS)
     unknown = sorted(set(modules) - set(TESTS))
     if unknown:
@@ -492,7 +645,16 @@ def main() -> None:
     results = []
     for module in modules:
         print(f"mutating portastreams/{module}.py ...", flush=True)
-        results.append(run_module(module, args.jobs, extra_pytest, equivalents))
+        results.append(
+            run_module(
+                module,
+                args.jobs,
+                extra_pytest,
+                equivalents,
+                sampling=sampling,
+                resume=args.resume,
+            )
+        )
     text = report(results, equivalents)
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "report.txt").write_text(text + "\n")
