@@ -15,6 +15,11 @@ runs it on some modules only. For each module it
    killed, survived and timed out, and the score: killed (and timed out) over
    all mutants except the equivalent ones.
 
+``--sample N --seed S`` tests a seeded random sample of N mutants per module
+instead of all (for the modules whose every mutant runs minutes of tests) and
+reports the score with its 95% interval; ``--resume`` continues a run that
+was stopped, if the package and tests are unchanged since.
+
 Equivalent mutants -- changes no test can observe, such as a faster path
 that gives the same result -- are listed with the reason in
 ``tools/mutation-equivalents.txt``. An entry names the function and the
@@ -122,6 +127,7 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_contract.py",
     ),
     "_asyncio_native": (
+        "tests/test_tls.py",
         "tests/test_connections.py",
         "tests/test_writer.py",
         "tests/test_contract.py",
