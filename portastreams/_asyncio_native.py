@@ -149,8 +149,11 @@ def _native_pair(
     # start with a 16-byte low-water mark.
     cast("asyncio.WriteTransport", transport).set_write_buffer_limits()
     writer = StreamWriter(transport, protocol, reader)
-    for name in ("peername", "sockname"):
-        writer._addresses[name] = transport.get_extra_info(name)
+    if _running_uvloop():
+        writer._addresses = (
+            transport.get_extra_info("peername"),
+            transport.get_extra_info("sockname"),
+        )
     return reader, writer
 
 

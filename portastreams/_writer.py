@@ -109,6 +109,11 @@ class StreamWriter(ByteSendStream):
     is ``close()`` + ``wait_closed()``.
     """
 
+    #: Addresses read when the connection was made, which stay known after it
+    #: closes: set on uvloop only, whose closed transports fail instead of
+    #: answering (asyncio's keep them).
+    _addresses: tuple[Any, Any] | None = None  # (peername, sockname)
+
     def __init__(
         self,
         transport: Any,
@@ -119,9 +124,6 @@ class StreamWriter(ByteSendStream):
         self._transport: WriteTransport = transport
         self._protocol: FlowControl = protocol
         self._reader = reader
-        #: Addresses read when the connection was made: they stay known after
-        #: it closes (uvloop's closed transports fail instead of answering).
-        self._addresses: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__, f"transport={self._transport!r}"]
@@ -240,8 +242,12 @@ class StreamWriter(ByteSendStream):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``peername``, ``sockname``, ``socket``, TLS details...; ``default`` if unknown."""
-        if name in self._addresses:
-            return self._addresses[name]
+        addresses = self._addresses
+        if addresses is not None:
+            if name == "peername":
+                return addresses[0]
+            if name == "sockname":
+                return addresses[1]
         return self._transport.get_extra_info(name, default)
 
     async def drain(self) -> None:
