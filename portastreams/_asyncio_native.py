@@ -22,7 +22,7 @@ import socket
 import ssl
 import sys
 import threading
-from typing import Any, cast
+from typing import Any
 
 from ._protocol import StreamReaderProtocol
 from ._reader import StreamReader
@@ -141,13 +141,13 @@ def _tls_options(
 
 
 def _native_pair(
-    transport: asyncio.BaseTransport,
+    transport: asyncio.Transport,
     protocol: StreamReaderProtocol,
     reader: StreamReader,
 ) -> tuple[StreamReader, StreamWriter]:
     # asyncio's default water marks (64 KiB / 16 KiB): uvloop's transports
     # start with a 16-byte low-water mark.
-    cast("asyncio.WriteTransport", transport).set_write_buffer_limits()
+    transport.set_write_buffer_limits()
     writer = StreamWriter(transport, protocol, reader)
     if _running_uvloop():
         writer._addresses = (
@@ -174,6 +174,8 @@ async def open_native_connection(
     loop = asyncio.get_running_loop()
     reader = StreamReader(limit=limit)
     protocol = _protocol_for(reader, server_side=False, tls=ssl_context is not None)
+    # A port given as a string is asyncio's too (its stubs say int only).
+    port_argument: Any = port
     options: dict[str, Any] = {"local_addr": local_addr, "sock": sock}
     if happy_eyeballs_delay is not None:
         options["happy_eyeballs_delay"] = happy_eyeballs_delay
@@ -184,7 +186,7 @@ async def open_native_connection(
         options["server_hostname"] = server_hostname
     try:
         transport, _ = await loop.create_connection(
-            lambda: protocol, host, cast("Any", port), **options
+            lambda: protocol, host, port_argument, **options
         )
     except ConnectionAbortedError as exc:
         translate_handshake_timeout(exc, ssl_handshake_timeout)
@@ -209,9 +211,10 @@ async def open_native_unix_connection(
     options = _tls_options(ssl_context, ssl_handshake_timeout, ssl_shutdown_timeout)
     if ssl_context is not None:
         options["server_hostname"] = server_hostname
+    path_argument: Any = path  # bytes paths are asyncio's too
     try:
         transport, _ = await loop.create_unix_connection(
-            lambda: protocol, cast("Any", path), sock=sock, **options
+            lambda: protocol, path_argument, sock=sock, **options
         )
     except ConnectionAbortedError as exc:
         translate_handshake_timeout(exc, ssl_handshake_timeout)

@@ -17,7 +17,7 @@ import logging
 import ssl
 import sys
 from collections import deque
-from typing import Any, cast
+from typing import Any
 
 from ._extra import native_extra_attributes
 from ._reader import StreamReader
@@ -83,11 +83,12 @@ class StreamReaderProtocol(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Not an isinstance() check: uvloop's transports do not subclass
-        # asyncio.Transport.
-        self._transport = cast("asyncio.Transport", transport)
+        # A stream transport (not an isinstance() check: uvloop's transports
+        # do not subclass asyncio.Transport).
+        stream_transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self._transport = stream_transport
         self._over_ssl = transport.get_extra_info("sslcontext") is not None
-        self._reader.set_transport(self._transport)
+        self._reader.set_transport(stream_transport)
         self._closed = self._get_loop().create_future()
         if self._client_connected_cb is not None:
             writer = StreamWriter(self._transport, self, self._reader)

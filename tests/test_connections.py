@@ -602,3 +602,48 @@ async def test_stream_reader_protocol_refused_on_trio() -> None:
         StreamReaderProtocol(StreamReader())
     # The message points to what to use instead.
     assert "open_connection" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("delay", [None, 0.125])
+async def test_happy_eyeballs_delay_reaches_the_connector(
+    delay: float | None, anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``happy_eyeballs_delay`` is handed to what connects: the event loop's
+    ``create_connection`` on asyncio, AnyIO's ``connect_tcp`` on trio and on
+    uvloop (whose ``create_connection`` has no such option). None is not
+    passed on."""
+    seen: list[Any] = []
+    connect_tcp = anyio.connect_tcp
+
+    async def spy_connect_tcp(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("happy_eyeballs_delay"))
+        return await connect_tcp(*args, **kwargs)
+
+    monkeypatch.setattr(anyio, "connect_tcp", spy_connect_tcp)
+    if anyio_backend_name == "asyncio":
+        loop: Any = asyncio.get_running_loop()
+        create_connection = loop.create_connection
+
+        async def spy_create_connection(*args: Any, **kwargs: Any) -> Any:
+            seen.append(kwargs.get("happy_eyeballs_delay"))
+            return await create_connection(*args, **kwargs)
+
+        monkeypatch.setattr(loop, "create_connection", spy_create_connection)
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        writer.write(await reader.readline())
+
+    with anyio.fail_after(10):
+        server = await portastreams.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await portastreams.open_connection(
+                "127.0.0.1", port, happy_eyeballs_delay=delay
+            )
+            writer.write(b"hi\n")
+            assert await reader.readline() == b"hi\n"
+            writer.close()
+            await writer.wait_closed()
+    # The first connector called is the one open_connection() chose (AnyIO's
+    # connect_tcp on asyncio calls the loop's create_connection in turn).
+    assert seen[0] == delay

@@ -7,10 +7,12 @@ socket), and every wait is bounded by ``anyio.fail_after``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
@@ -25,6 +27,7 @@ from anyio.streams.tls import TLSStream
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
+from portastreams._transport import StreamTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -872,3 +875,119 @@ async def test_seed_http_headers_over_https(
         "HTTP header> Content-Length: 1234",
         "HTTP header> Server: portastreams-test",
     ]
+
+
+# -- which engine carries TLS ---------------------------------------------------
+
+
+#: asyncio's TLS transport notices a peer's close from Python 3.11 on.
+LOOP_TLS_FROM_THIS_PYTHON: bool = sys.version_info >= (3, 11)
+
+
+def loop_tls_is_sound(anyio_backend_name: str) -> bool:
+    """Whether TLS runs on the event loop's own TLS transport (docs/architecture.rst).
+
+    asyncio's from 3.11 does; 3.10's misses a peer's close, uvloop's drops the
+    last bytes at a ragged close, and trio has none: there portastreams' own
+    TLS layer (``StreamTransport`` with a ``TLSSession``) carries it.
+    """
+    if anyio_backend_name != "asyncio" or not LOOP_TLS_FROM_THIS_PYTHON:
+        return False
+    return not type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
+async def test_tls_engine_per_backend(
+    tmp_path: Path,
+    anyio_backend_name: str,
+    server_context: ssl.SSLContext,
+    client_context: ssl.SSLContext,
+) -> None:
+    """Clients (TCP, Unix) and accepted connections take the engine the docs name."""
+    expected_native = loop_tls_is_sound(anyio_backend_name)
+    seen: list[bool] = []
+
+    def native(writer: StreamWriter) -> bool:
+        return not isinstance(writer.transport, StreamTransport)
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        seen.append(native(writer))
+        writer.write(await reader.readline())
+
+    path = str(tmp_path / "engine.sock")
+    with anyio.fail_after(TEST_TIMEOUT):
+        tcp = await portastreams.start_server(
+            handler, "127.0.0.1", 0, ssl=server_context
+        )
+        unix = await portastreams.start_unix_server(handler, path, ssl=server_context)
+        async with tcp, unix:
+            for reader, writer in [
+                await portastreams.open_connection(
+                    "127.0.0.1", port_of(tcp), ssl=client_context
+                ),
+                await portastreams.open_unix_connection(
+                    path, ssl=client_context, server_hostname="localhost"
+                ),
+            ]:
+                async with closing(writer):
+                    seen.append(native(writer))
+                    writer.write(b"ping\n")
+                    assert await reader.readline() == b"ping\n"
+    assert seen == [expected_native] * 4
+
+
+# -- a TLS close with everything still unread --------------------------------------
+
+
+@pytest.mark.parametrize("close_notify", [True, False], ids=["close-notify", "ragged"])
+async def test_server_reads_all_a_tls_client_sent_before_closing(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext, close_notify: bool
+) -> None:
+    """A client sends 384 KiB and leaves before the handler reads: nothing is lost.
+
+    The reader holds ``2 * limit`` bytes and pauses the connection; the rest
+    waits. When the client's close arrives then, asyncio's TLS transport
+    (3.11+) drops the decrypted bytes past one buffer of a
+    ``BufferedProtocol``; a plain protocol, as asyncio's own streams use, is
+    given them all.
+    """
+    payload = bytes(range(256)) * 1536  # 384 KiB: more than 2 * limit
+    received: list[int | str] = []
+    sent = anyio.Event()
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        await sent.wait()
+        await anyio.sleep(0.2)  # the client's close arrives while paused
+        try:
+            received.append(len(await reader.read()))
+        except OSError as exc:
+            received.append(repr(exc))
+
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(TEST_TIMEOUT)
+            with client_context.wrap_socket(sock, server_hostname="localhost") as tls:
+                tls.sendall(payload)
+                if close_notify:
+                    # Send close_notify without waiting for the answer.
+                    tls.setblocking(False)
+                    with suppress(ssl.SSLWantReadError):
+                        tls.unwrap()
+                    tls.setblocking(True)
+                # Then the socket's end (a FIN: shutdown() drops the TLS
+                # layer), and what the server sends is drained until it
+                # closes, so that nothing unread turns the close into a reset.
+                tls.shutdown(socket.SHUT_WR)
+                while tls.recv(65536):
+                    pass
+
+    with anyio.fail_after(TEST_TIMEOUT):
+        server = await portastreams.start_server(
+            handler, "127.0.0.1", 0, ssl=server_context
+        )
+        async with server, anyio.create_task_group() as task_group:
+            task_group.start_soon(anyio.to_thread.run_sync, client, port_of(server))
+            # The client has sent everything it can before the handler
+            # reads: what the socket buffers hold.
+            await anyio.sleep(0.5)
+            sent.set()
+    assert received == [len(payload)]

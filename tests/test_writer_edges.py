@@ -226,18 +226,25 @@ async def test_writes_after_a_graceful_close_by_the_server() -> None:
 
 
 @contextlib.contextmanager
-def deaf_tls_peer() -> Iterator[int]:
-    """A peer that upgrades to TLS on ``STARTTLS``, then never reads again:
-    our close_notify is never answered. Yields its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
+def deaf_tls_peer(starttls: bool = True, unix_path: str | None = None) -> Iterator[int]:
+    """A TLS peer that never reads after the handshake: our close_notify is
+    never answered. With ``starttls`` it upgrades on ``STARTTLS``, else at
+    once. Listens on ``unix_path`` if given, else on TCP; yields its port."""
+    if unix_path is None:
+        listener = socket.create_server(("127.0.0.1", 0))
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(unix_path)
+        listener.listen()
     listener.settimeout(TIMEOUT)
     finished = threading.Event()
 
     def serve() -> None:
         with contextlib.suppress(OSError), listener.accept()[0] as conn:
             conn.settimeout(TIMEOUT)
-            conn.recv(9)  # "STARTTLS\n"
-            conn.sendall(b"GO\n")
+            if starttls:
+                conn.recv(9)  # "STARTTLS\n"
+                conn.sendall(b"GO\n")
             with server_context().wrap_socket(conn, server_side=True):
                 finished.wait(3 * TIMEOUT)
 
@@ -249,6 +256,33 @@ def deaf_tls_peer() -> Iterator[int]:
         finished.set()
         thread.join(TIMEOUT)
         listener.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+async def test_open_connection_honours_ssl_shutdown_timeout(
+    family: str, tmp_path: Any
+) -> None:
+    """``ssl_shutdown_timeout`` of a TLS client bounds its close (default 30 s)."""
+    path = str(tmp_path / "deaf.sock")
+    unix_path = path if family == "unix" else None
+    with deaf_tls_peer(starttls=False, unix_path=unix_path) as port:
+        with anyio.fail_after(TIMEOUT):
+            if unix_path is None:
+                _, writer = await portastreams.open_connection(
+                    "127.0.0.1", port, ssl=client_context(), ssl_shutdown_timeout=0.2
+                )
+            else:
+                _, writer = await portastreams.open_unix_connection(
+                    unix_path,
+                    ssl=client_context(),
+                    server_hostname="localhost",
+                    ssl_shutdown_timeout=0.2,
+                )
+            started = time.monotonic()
+            writer.close()
+            await writer.wait_closed()
+    assert time.monotonic() - started < TIMEOUT / 2
 
 
 @pytest.mark.anyio

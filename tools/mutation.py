@@ -128,6 +128,8 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "_asyncio_native": (
         "tests/test_tls.py",
+        "tests/test_writer_edges.py",
+        "tests/test_server_logs.py",
         "tests/test_connections.py",
         "tests/test_writer.py",
         "tests/test_contract.py",
