@@ -37,6 +37,7 @@ import enum
 import logging
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,6 +74,8 @@ MAX_RECEIVES_WITHOUT_YIELD: Final = 16
 #: How long closing a stream may take before it is closed forcefully.
 CLOSE_TIMEOUT: Final = 30.0
 
+#: asyncio's socket transports join ``writelines()`` items up to Python 3.11.
+JOINS_WRITELINES: Final = sys.version_info < (3, 12)
 #: Errors that mean "the connection is gone", as opposed to a bug.
 CONNECTION_FAILURES: Final = (
     OSError,
@@ -316,15 +319,22 @@ class StreamTransport:
         self._start_flushing()
 
     def writelines(self, list_of_data: Any) -> None:
-        """Write every bytes-like item of an iterable, in order.
+        """Write every bytes-like item of an iterable, in order; all or nothing.
 
-        Unlike :meth:`write`, any object with the buffer protocol is taken,
-        as asyncio's transports take it here (an ``array.array``, say).
+        As asyncio's socket transports on this Python: unlike :meth:`write`,
+        any object with the buffer protocol is taken (an ``array.array``,
+        say), and an item that is not bytes-like raises their ``TypeError``
+        before anything is written.
         """
-        for data in list_of_data:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                data = memoryview(data).cast("B")
-            self.write(data)
+        if JOINS_WRITELINES:
+            # Up to 3.11: b"".join() ("sequence item 1: expected a
+            # bytes-like object, str found").
+            self.write(b"".join(list_of_data))
+            return
+        # From 3.12: a memoryview of each item ("memoryview: a bytes-like
+        # object is required, not 'str'").
+        for view in [memoryview(data) for data in list_of_data]:
+            self.write(view.cast("B"))
 
     def can_write_eof(self) -> bool:
         """True when the stream supports a half-close (not over TLS)."""
@@ -662,10 +672,9 @@ class StreamTransport:
             self._peer_eof_event.set()
         if session is not None:
             # TLS has no half-close: the connection ends (asyncio's SSL
-            # transport closes once the peer's close_notify arrives).
-            self.close()
-        elif self._eof_sent:
-            # Both directions are done.
+            # transport closes once the peer's close_notify arrives). A plain
+            # one stays open, even when both directions are shut, until
+            # close(), as asyncio's.
             self.close()
 
     # -- the flusher ---------------------------------------------------------------
@@ -712,8 +721,6 @@ class StreamTransport:
                             sock.shutdown(socket.SHUT_WR)
                         else:
                             await self._stream.send_eof()
-                        if self._peer_eof:
-                            self.close()
                     else:
                         break
         except CONNECTION_FAILURES as exc:

@@ -108,6 +108,24 @@ def peer_half_close(conn: socket.socket) -> None:
     conn.close()
 
 
+def peer_half_close_then_stay(conn: socket.socket) -> None:
+    """Half-close, read up to the client's EOF, then keep the socket a while."""
+    conn.sendall(b"from the peer")
+    conn.shutdown(socket.SHUT_WR)
+    while conn.recv(65536):
+        pass
+    time.sleep(1.0)
+
+
+def peer_answer_eof_then_stay(conn: socket.socket) -> None:
+    """Read up to the client's EOF, answer and half-close, then keep the socket."""
+    while conn.recv(65536):
+        pass
+    conn.sendall(b"bye")
+    conn.shutdown(socket.SHUT_WR)
+    time.sleep(1.0)
+
+
 def peer_vanish_mid_frame(conn: socket.socket) -> None:
     conn.sendall(struct.pack("!I", 100) + b"only part")
     conn.close()
@@ -287,6 +305,38 @@ async def half_close(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     return seen
 
 
+async def both_directions_shut(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    """The peer half-closes first, then the client: the connection stays open
+    (asyncio's transports close only on ``close()``)."""
+    reader, writer = await open_("127.0.0.1", port)
+    seen: Observation = {"read": await outcome(reader.read())}
+    writer.write_eof()
+    await sleep(0.3)
+    seen["is_closing"] = writer.is_closing()
+    seen["at_eof"] = reader.at_eof()
+    seen["drain"] = await outcome(writer.drain())
+    writer.close()
+    await writer.wait_closed()
+    return seen
+
+
+async def eof_answered(open_: Opener, sleep: Sleeper, port: int) -> Observation:
+    """The client half-closes first, then the peer answers and half-closes."""
+    reader, writer = await open_("127.0.0.1", port)
+    writer.write(b"request")
+    writer.write_eof()
+    seen: Observation = {"read": await outcome(reader.read())}
+    await sleep(0.3)
+    seen["is_closing"] = writer.is_closing()
+    seen["at_eof"] = reader.at_eof()
+    seen["drain"] = await outcome(writer.drain())
+    writer.close()
+    await writer.wait_closed()
+    return seen
+
+
 async def vanish_mid_frame(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     reader, writer = await open_("127.0.0.1", port)
     (size,) = struct.unpack("!I", await reader.readexactly(4))
@@ -377,6 +427,8 @@ SCENARIOS: dict[str, tuple[Callable[[socket.socket], None], Any]] = {
     "peer-reset": (peer_reset_after_hello, state_after_peer_reset),
     "reset-during-writes": (peer_reset_after_reading, write_until_reset),
     "half-close": (peer_half_close, half_close),
+    "both-directions-shut": (peer_half_close_then_stay, both_directions_shut),
+    "eof-answered": (peer_answer_eof_then_stay, eof_answered),
     "vanish-mid-frame": (peer_vanish_mid_frame, vanish_mid_frame),
     "tls-hang-up-in-handshake": (peer_hang_up_in_handshake, tls_connect),
     "tls-reset-in-handshake": (peer_reset_in_handshake, tls_connect),
