@@ -305,21 +305,13 @@ async def half_close(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     return seen
 
 
-async def both_directions_shut(
-    open_: Opener, sleep: Sleeper, port: int
-) -> Observation:
+async def both_directions_shut(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     """The peer half-closes first, then the client: the connection stays open
     (asyncio's transports close only on ``close()``)."""
     reader, writer = await open_("127.0.0.1", port)
     seen: Observation = {"read": await outcome(reader.read())}
     writer.write_eof()
-    await sleep(0.3)
-    seen["is_closing"] = writer.is_closing()
-    seen["at_eof"] = reader.at_eof()
-    seen["drain"] = await outcome(writer.drain())
-    writer.close()
-    await writer.wait_closed()
-    return seen
+    return await _state_when_both_shut(seen, reader, writer, sleep)
 
 
 async def eof_answered(open_: Opener, sleep: Sleeper, port: int) -> Observation:
@@ -328,6 +320,12 @@ async def eof_answered(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     writer.write(b"request")
     writer.write_eof()
     seen: Observation = {"read": await outcome(reader.read())}
+    return await _state_when_both_shut(seen, reader, writer, sleep)
+
+
+async def _state_when_both_shut(
+    seen: Observation, reader: Any, writer: Any, sleep: Sleeper
+) -> Observation:
     await sleep(0.3)
     seen["is_closing"] = writer.is_closing()
     seen["at_eof"] = reader.at_eof()

@@ -22,6 +22,7 @@ from anyio.abc import ByteStream
 from reference import on_asyncio, outcome
 
 import portastreams
+from portastreams import StreamReader, StreamWriter
 from portastreams.testing import connected_pair, memory_stream_pair
 
 pytestmark = pytest.mark.anyio
@@ -63,50 +64,45 @@ class FaultyStream(ByteStream):
 # -- failures in the background tasks -------------------------------------------
 
 
-async def test_a_bug_in_sending_is_logged_not_disguised(
-    caplog: pytest.LogCaptureFixture,
+async def fail_by_sending(reader: StreamReader, writer: StreamWriter) -> None:
+    writer.write(b"data")
+    await anyio.sleep(0.05)  # the flusher sends, fails, and the close is done
+    await writer.drain()
+
+
+async def fail_by_receiving(reader: StreamReader, writer: StreamWriter) -> None:
+    await reader.read(10)
+
+
+@pytest.mark.parametrize(
+    ("side", "task", "operation"),
+    [
+        ("send_error", "flusher", fail_by_sending),
+        ("receive_error", "receiver", fail_by_receiving),
+    ],
+    ids=["sending", "receiving"],
+)
+async def test_a_bug_in_a_background_task_is_logged_not_disguised(
+    caplog: pytest.LogCaptureFixture, side: str, task: str, operation: Any
 ) -> None:
-    """An exception that is not a connection failure, raised where ``write()``'s
-    bytes are sent (the flusher task), is logged at ERROR with its traceback;
-    the connection then fails with an error whose cause is that exception."""
+    """An exception that is not a connection failure, raised in the task that
+    sends ``write()``'s bytes or in the one that receives, is logged at ERROR
+    with its traceback; the connection then fails with a connection error
+    whose cause is that exception."""
     bug = ValueError("a bug in the stream")
-    reader, writer = portastreams.wrap_stream(FaultyStream(send_error=bug))
-    with caplog.at_level(logging.ERROR, logger="portastreams"), anyio.fail_after(
-        TIMEOUT
+    with (
+        caplog.at_level(logging.ERROR, logger="portastreams"),
+        anyio.fail_after(TIMEOUT),
     ):
-        writer.write(b"data")
-        await anyio.sleep(0.05)  # the flusher sends, fails, and the close is done
+        reader, writer = portastreams.wrap_stream(FaultyStream(**{side: bug}))
         with pytest.raises(ConnectionResetError) as info:
-            await writer.drain()
+            await operation(reader, writer)
         writer.close()
         await writer.wait_closed()
     assert info.value.__cause__ is bug
     records = [r for r in caplog.records if r.name == "portastreams"]
     assert [(r.levelname, r.getMessage()) for r in records] == [
-        ("ERROR", "portastreams flusher failed")
-    ]
-    assert records[0].exc_info is not None
-    assert records[0].exc_info[1] is bug
-
-
-async def test_a_bug_in_receiving_is_logged_not_disguised(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """The same for the receiver task: logged at ERROR, and the reader raises
-    a connection error caused by the bug."""
-    bug = KeyError("a bug in the stream")
-    with caplog.at_level(logging.ERROR, logger="portastreams"), anyio.fail_after(
-        TIMEOUT
-    ):
-        reader, writer = portastreams.wrap_stream(FaultyStream(receive_error=bug))
-        with pytest.raises(ConnectionResetError) as info:
-            await reader.read(10)
-        writer.close()
-        await writer.wait_closed()
-    assert info.value.__cause__ is bug
-    records = [r for r in caplog.records if r.name == "portastreams"]
-    assert [(r.levelname, r.getMessage()) for r in records] == [
-        ("ERROR", "portastreams receiver failed")
+        ("ERROR", f"portastreams {task} failed")
     ]
     assert records[0].exc_info is not None
     assert records[0].exc_info[1] is bug
@@ -117,7 +113,7 @@ async def test_a_builtin_connection_error_is_raised_as_it_is() -> None:
     do) has it raised as it is, without a cause, as asyncio raises the socket's
     error: not wrapped, and never its own cause."""
     error = ConnectionResetError(104, "Connection reset by peer")
-    reader, writer = portastreams.wrap_stream(FaultyStream(send_error=error))
+    _, writer = portastreams.wrap_stream(FaultyStream(send_error=error))
     with anyio.fail_after(TIMEOUT):
         writer.write(b"data")
         await anyio.sleep(0.05)  # the flusher sends, fails, and the close is done
@@ -203,7 +199,7 @@ async def test_lowering_the_high_water_mark_pauses_writing() -> None:
     wait until the buffer is down to the new low-water mark, as asyncio's
     transports do (they pause the protocol at once)."""
     left, right = memory_stream_pair(1024)  # nobody reads the right end yet
-    reader, writer = portastreams.wrap_stream(left)
+    _, writer = portastreams.wrap_stream(left)
     with anyio.fail_after(TIMEOUT):
         writer.write(b"x" * 16384)
         await writer.drain()  # 16 KiB: under the default 64 KiB
@@ -250,7 +246,7 @@ async def test_background_tasks_are_named() -> None:
     """The receiver and the flusher of a connection carry their names, for
     whoever lists the running tasks (a debugger, a leak check)."""
     left, right = memory_stream_pair(1024)
-    reader, writer = portastreams.wrap_stream(left)
+    _, writer = portastreams.wrap_stream(left)
     with anyio.fail_after(TIMEOUT):
         writer.write(b"x" * 8192)  # more than fits: the flusher waits
         await anyio.sleep(0.05)
