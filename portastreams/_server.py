@@ -239,6 +239,7 @@ class Server:
         handlers = self._handler_tasks = HandlerTasks(
             self._backend, task_group, lambda: self._closed
         )
+        await handlers.open()
 
         def handle(connection: socket.socket) -> None:
             self._handlers += 1

@@ -578,6 +578,11 @@ class StreamTransport:
                 try:
                     data = sock.recv(RECEIVE_SIZE)
                 except (BlockingIOError, InterruptedError):
+                    data = None
+                if data is None:
+                    # Waited for outside the except block: there, the
+                    # exception (about 600 bytes with its traceback) would
+                    # stay alive on every idle connection.
                     unbroken = 0
                     await wait_readable(sock)
                     continue
