@@ -337,19 +337,15 @@ class StreamTransport:
             self.write(view.cast("B"))
 
     def can_write_eof(self) -> bool:
-        """True when the stream supports a half-close (not over TLS)."""
-        return self._tls is None and isinstance(self._stream, ByteStream)
+        """True unless the connection runs TLS, which has no half-close."""
+        return self._tls is None
 
     def write_eof(self) -> None:
         """Close the write direction after the queued data has been sent."""
         if self._state is not State.OPEN or self._eof_requested:
             return
         if not self.can_write_eof():
-            raise NotImplementedError(
-                f"{type(self._stream).__name__} does not support write_eof()"
-                if self._tls is None
-                else "SSL transports do not support write_eof()"
-            )
+            raise NotImplementedError("SSL transports do not support write_eof()")
         self._eof_requested = True
         sock = self._socket
         if sock is not None and not self._flushing:
@@ -443,11 +439,11 @@ class StreamTransport:
             raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
         self._high_water = high
         self._low_water = low
-        size = self.get_write_buffer_size()
-        if size > high:
+        # As asyncio's transports: new limits may pause writing at once;
+        # writing resumes only as the buffer drains (raising the limits of a
+        # paused transport does not release drain() while the peer stalls).
+        if self.get_write_buffer_size() > high:
             self._write_paused = True
-        elif self._write_paused and size <= low:
-            self._resume_writing()
 
     # -- asyncio.ReadTransport (what the reader calls) -------------------------
 
@@ -811,7 +807,7 @@ class StreamTransport:
     async def _linger(self, timeout: float) -> None:
         """Shut down writing, then give the peer ``timeout`` seconds to finish."""
         try:
-            if not self._eof_sent and isinstance(self._stream, ByteStream):
+            if not self._eof_sent:
                 self._eof_sent = True
                 if self._socket is not None:
                     self._socket.shutdown(socket.SHUT_WR)

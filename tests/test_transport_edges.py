@@ -197,7 +197,8 @@ async def test_transport_write_matches_asyncio(calls: list[tuple[str, Any]]) -> 
 async def test_lowering_the_high_water_mark_pauses_writing() -> None:
     """``set_write_buffer_limits()`` below what is buffered makes ``drain()``
     wait until the buffer is down to the new low-water mark, as asyncio's
-    transports do (they pause the protocol at once)."""
+    transports do (they pause the protocol at once, and resume it only as
+    the buffer drains)."""
     left, right = memory_stream_pair(1024)  # nobody reads the right end yet
     _, writer = portastreams.wrap_stream(left)
     with anyio.fail_after(TIMEOUT):
@@ -208,6 +209,13 @@ async def test_lowering_the_high_water_mark_pauses_writing() -> None:
         with anyio.move_on_after(0.2) as waited:
             await writer.drain()
         assert waited.cancelled_caught
+        # Raising them again does not release drain() while the peer stalls:
+        # asyncio's transports resume only as the buffer drains.
+        writer.transport.set_write_buffer_limits(high=1 << 20)
+        with anyio.move_on_after(0.2) as waited:
+            await writer.drain()
+        assert waited.cancelled_caught
+        writer.transport.set_write_buffer_limits(high=4096, low=1024)
         received = bytearray()
 
         async def read_all() -> None:
@@ -255,3 +263,21 @@ async def test_background_tasks_are_named() -> None:
         await writer.wait_closed()
         await right.aclose()
     assert {"portastreams receiver", "portastreams flusher"} <= names
+
+
+# -- write_eof ---------------------------------------------------------------------
+
+
+async def test_write_eof_with_nothing_queued_reaches_the_peer() -> None:
+    """``write_eof()`` with nothing left to send: the peer reads the end of
+    the stream at once, and the connection stays open for reading."""
+    async with connected_pair() as (client, server):
+        with anyio.fail_after(TIMEOUT):
+            client[1].write(b"last")
+            await client[1].drain()
+            assert await server[0].readexactly(4) == b"last"
+            client[1].write_eof()
+            assert await server[0].read() == b""
+            assert not client[1].is_closing()
+            server[1].write(b"answer")
+            assert await client[0].readexactly(6) == b"answer"
