@@ -291,15 +291,26 @@ class StreamWriter(ByteSendStream):
             raise NotImplementedError(
                 f"start_tls() is not supported on {type(self._transport).__name__}"
             )
-        new_transport = await upgrade(
-            sslcontext,
-            server_hostname=server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
-        )
+        await self.drain()
+        # Bytes written from here until the handshake is done wait, and are
+        # sent encrypted after it (asyncio's writer would send them in plain
+        # text in the middle of the handshake, breaking it).
+        plain_transport = self._transport
+        hold = self._transport = _WritesHeldForTLS(plain_transport)
+        try:
+            new_transport = await upgrade(
+                sslcontext,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+        finally:
+            self._transport = plain_transport
         if new_transport is not None:
             # asyncio hands out a new transport for the TLS layer.
             self._transport = new_transport
+        if hold.held:
+            self._transport.write(bytes(hold.held))
 
     # -- anyio.abc.ByteSendStream -------------------------------------------
 
@@ -335,3 +346,34 @@ class StreamWriter(ByteSendStream):
             warnings.warn("loop is closed", ResourceWarning, stacklevel=1)
             return
         warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
+
+
+class _WritesHeldForTLS:
+    """The writer's transport while ``start_tls()`` waits for the handshake.
+
+    ``write()`` and ``writelines()`` keep the bytes (after asyncio's type
+    checks) for the TLS transport; everything else is the plain transport's.
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self._plain = transport
+        self.held = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                "data argument must be a bytes-like object, "
+                f"not {type(data).__name__!r}"
+            )
+        self.held += data
+
+    def writelines(self, list_of_data: Iterable[Any]) -> None:
+        for data in list_of_data:
+            self.held += memoryview(data).cast("B")
+
+    def get_write_buffer_size(self) -> int:
+        size: int = self._plain.get_write_buffer_size()
+        return size + len(self.held)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._plain, name)

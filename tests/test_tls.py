@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -875,6 +876,55 @@ async def test_seed_http_headers_over_https(
         "HTTP header> Content-Length: 1234",
         "HTTP header> Server: portastreams-test",
     ]
+
+
+async def test_write_during_start_tls_is_sent_encrypted_after_the_handshake(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    """A task that writes while another waits in ``start_tls()``: its bytes
+    are held and sent over TLS once the handshake is done (with asyncio's own
+    writer they would go out in plain text in the middle of the handshake,
+    and break it). Documented in docs/porting.rst."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TEST_TIMEOUT)
+
+    def slow_starttls_peer() -> None:
+        conn, _ = listener.accept()
+        conn.settimeout(TEST_TIMEOUT)
+        with conn:
+            assert conn.recv(9) == b"STARTTLS\n"
+            conn.sendall(b"OK\n")
+            time.sleep(0.3)  # the client's handshake waits meanwhile
+            with server_context.wrap_socket(conn, server_side=True) as tls:
+                lines = tls.makefile("rb")
+                for _ in range(3):
+                    tls.sendall(b"secure: " + lines.readline())
+
+    with listener, anyio.fail_after(TEST_TIMEOUT):
+        async with anyio.create_task_group() as peer:
+            peer.start_soon(anyio.to_thread.run_sync, slow_starttls_peer)
+            reader, writer = await portastreams.open_connection(
+                "127.0.0.1", listener.getsockname()[1]
+            )
+            async with closing(writer):
+                writer.write(b"STARTTLS\n")
+                assert await reader.readline() == b"OK\n"
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(
+                        partial(
+                            writer.start_tls,
+                            client_context,
+                            server_hostname="localhost",
+                        )
+                    )
+                    await anyio.sleep(0.1)  # the handshake has begun
+                    assert writer.get_extra_info("ssl_object") is None
+                    writer.write(b"early\n")
+                    writer.writelines([b"early ", b"too\n"])
+                assert isinstance(writer.get_extra_info("ssl_object"), ssl.SSLObject)
+                writer.write(b"after\n")
+                for line in (b"early\n", b"early too\n", b"after\n"):
+                    assert await reader.readline() == b"secure: " + line
 
 
 # -- which engine carries TLS ---------------------------------------------------
