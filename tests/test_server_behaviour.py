@@ -437,3 +437,31 @@ async def test_start_tls_while_a_read_waits() -> None:
             assert writer.get_extra_info("ssl_object") is not None
             writer.close()
             await writer.wait_closed()
+
+
+async def test_close_clients_lingers_until_the_client_is_done() -> None:
+    """After a graceful ``close_clients()`` the server reads (and drops) what a
+    client still sends until the client's own EOF, so a client that finishes
+    its last message after seeing the server's EOF gets no reset."""
+    started = anyio.Event()
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        started.set()
+        await reader.read()
+
+    with anyio.fail_after(10):
+        server = await portastreams.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await portastreams.open_connection("127.0.0.1", port)
+            await started.wait()
+            server.close_clients()
+            assert await reader.read() == b""  # the server's EOF
+            await anyio.sleep(0.3)  # the server lingers meanwhile
+            writer.write(b"one more thing\n")
+            await writer.drain()
+            writer.write_eof()
+            await anyio.sleep(0.3)
+            assert reader.exception() is None  # no reset
+            writer.close()
+            await writer.wait_closed()
