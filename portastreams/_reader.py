@@ -337,11 +337,9 @@ class StreamReader(ByteReceiveStream):
             if 0 <= end <= self._limit:
                 return self._take_until(end + 1)
         try:
-            if self._exception is None:
-                return await self._readuntil_bytes(b"\n")
-            # "readuntil": CPython's readline() waits inside readuntil(), and
-            # that is the name its "already waiting" RuntimeError gives.
-            return await self._readuntil(SeparatorSearch.resumed(b"\n", 0), "readuntil")
+            if self._exception is not None:
+                raise self._exception
+            return await self._readuntil_bytes(b"\n")
         # asyncio's classes, not only ours: an exception given to
         # set_exception() is re-raised here, and CPython's readline() turns
         # any IncompleteReadError / LimitOverrunError into its result.
@@ -378,22 +376,18 @@ class StreamReader(ByteReceiveStream):
         the data in the buffer.
         """
         if type(separator) is bytes and separator and self._exception is None:
-            buffer = self._buffer
-            end = buffer.find(separator) if buffer else -1
-            if 0 <= end <= self._limit:
-                return self._take_until(end + len(separator))
             return await self._readuntil_bytes(separator)
-        search = SeparatorSearch(separator)
-        return await self._readuntil(search, "readuntil")
+        return await self._readuntil(SeparatorSearch(separator))
 
     async def _readuntil_bytes(self, separator: bytes) -> bytes:
         """``readuntil(separator)`` for one bytes separator: the common case, inline.
 
-        CPython's search loop itself, for as long as only more data is
-        needed: the saved offset (stale if a concurrent ``read()`` took
-        bytes meanwhile, as in CPython) is handed to the general path
-        (:class:`SeparatorSearch`) for the limit, EOF and error cases, which
-        repeats the last search and raises what CPython raises.
+        CPython's search loop itself (``readline()`` waits in it too, hence
+        the "readuntil" its "already waiting" ``RuntimeError`` names). The
+        loop ends with a match within the limit, or at the limit or EOF,
+        where the general search (:class:`SeparatorSearch`), given the saved
+        offset -- stale if a concurrent ``read()`` took bytes meanwhile, as
+        in CPython -- repeats the last step and raises what CPython raises.
         """
         buffer = self._buffer
         core = self._core
@@ -412,16 +406,15 @@ class StreamReader(ByteReceiveStream):
             if core.eof:
                 break
             await self._wait_for_data("readuntil")
-        search = SeparatorSearch.resumed(separator, offset)
-        return await self._search(search, "readuntil")
+        SeparatorSearch.resumed(separator, offset).step(core)
+        raise AssertionError(
+            "the search raises at the limit and at EOF"
+        )  # pragma: no mutate
 
-    async def _readuntil(self, search: SeparatorSearch, func_name: str) -> bytes:
+    async def _readuntil(self, search: SeparatorSearch) -> bytes:
+        """Search, and wait for data, until ``search`` finds its separator."""
         if self._exception is not None:
             raise self._exception
-        return await self._search(search, func_name)
-
-    async def _search(self, search: SeparatorSearch, func_name: str) -> bytes:
-        """Search, and wait for data, until ``search`` finds its separator."""
         core = self._core
         while True:
             end = search.step(core)
@@ -429,7 +422,7 @@ class StreamReader(ByteReceiveStream):
                 chunk = core.take(end)
                 self._maybe_resume_transport()
                 return chunk
-            await self._wait_for_data(func_name)
+            await self._wait_for_data("readuntil")
 
     async def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes; with ``n < 0``, read until EOF.

@@ -647,3 +647,29 @@ async def test_random_cancellations_lose_and_duplicate_nothing(
     event(f"{min(cancelled, 3)}{'+' if cancelled >= 3 else ''} reads cancelled")
     if cancelled_holding_data:
         event("a read was cancelled after data had arrived for it")
+
+
+@pytest.mark.parametrize("then", ["set_exception", "feed_data", "feed_eof"])
+async def test_feeding_a_cancelled_read_before_it_unwinds(then: str) -> None:
+    """A read cancelled while it waits, then fed (data, EOF or an error) in
+    the same step, before its task has unwound: the feeder does not fail,
+    the read is cancelled, and the next read gets what was fed."""
+    reader = StreamReader()
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(reader.readline)
+        await anyio.wait_all_tasks_blocked()
+        task_group.cancel_scope.cancel()
+        # Nothing has run since: the waiting read is cancelled, not gone.
+        if then == "set_exception":
+            reader.set_exception(ConnectionResetError("fed"))
+        elif then == "feed_data":
+            reader.feed_data(b"line\n")
+        else:
+            reader.feed_eof()
+    if then == "set_exception":
+        with pytest.raises(ConnectionResetError, match=r"^fed$"):
+            await reader.readline()
+    elif then == "feed_data":
+        assert await reader.readline() == b"line\n"
+    else:
+        assert await reader.readline() == b""
