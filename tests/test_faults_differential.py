@@ -365,6 +365,23 @@ async def tls_connect(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     return {"open_connection": result}
 
 
+async def tls_connect_times_out(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    """``tls_connect``, and the timeout's message (it names the timeout)."""
+    try:
+        await open_(
+            "127.0.0.1",
+            port,
+            ssl=client_context(),
+            server_hostname="localhost",
+            ssl_handshake_timeout=1.0,
+        )
+    except Exception as exc:
+        return {"open_connection": ("raised", describe(exc)), "message": str(exc)}
+    return {"open_connection": "returned"}
+
+
 async def start_tls_hang_up(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     reader, writer = await open_("127.0.0.1", port)
     writer.write(b"hello")
@@ -430,7 +447,7 @@ SCENARIOS: dict[str, tuple[Callable[[socket.socket], None], Any]] = {
     "vanish-mid-frame": (peer_vanish_mid_frame, vanish_mid_frame),
     "tls-hang-up-in-handshake": (peer_hang_up_in_handshake, tls_connect),
     "tls-reset-in-handshake": (peer_reset_in_handshake, tls_connect),
-    "tls-handshake-timeout": (peer_silent, tls_connect),
+    "tls-handshake-timeout": (peer_silent, tls_connect_times_out),
     "start-tls-hang-up": (peer_plain_then_hang_up, start_tls_hang_up),
     "tls-data-then-close-notify": (
         peer_tls_send_then_close_notify,

@@ -77,6 +77,7 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
     "_transport": (
         "tests/test_transport_edges.py",
         "tests/test_server_behaviour.py",
+        "tests/test_writer_edges.py",
         "tests/test_writer.py",
         "tests/test_contract.py",
         "tests/test_contract_edges.py",
