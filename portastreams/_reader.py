@@ -76,11 +76,9 @@ class _TaskWaiter:
 
     def abort(self, _: object) -> Any:
         """Cancelled before a feed woke it: unhook (nothing was consumed)."""
-        import trio
-
         if self.reader._waiter is self:
             self.reader._waiter = None
-        return trio.lowlevel.Abort.SUCCEEDED
+        return _trio_lowlevel.Abort.SUCCEEDED
 
     def __repr__(self) -> str:
         return "<waiter pending>"
@@ -295,10 +293,9 @@ class StreamReader(ByteReceiveStream):
                 if self._waiter is future:
                     self._waiter = None
             return
-        import trio
-
-        waiter = self._waiter = _TaskWaiter(self, trio.lowlevel.current_task())
-        await trio.lowlevel.wait_task_rescheduled(waiter.abort)
+        lowlevel = _trio_lowlevel or _bind_trio()
+        waiter = self._waiter = _TaskWaiter(self, lowlevel.current_task())
+        await lowlevel.wait_task_rescheduled(waiter.abort)
 
     async def _receive(self, source: ByteReceiveStream, size: int) -> bytes:
         """One ``receive()`` from the source: ``b""`` (and EOF recorded) at its end.
@@ -332,14 +329,18 @@ class StreamReader(ByteReceiveStream):
         or the whole buffer if no newline was seen yet.
         """
         buffer = self._buffer
+        offset = 0
         if self._exception is None and buffer:
             end = buffer.find(b"\n")
             if 0 <= end <= self._limit:
                 return self._take_until(end + 1)
+            if end == -1 and len(buffer) <= self._limit:
+                # A partial line: the search goes on where this one ended.
+                offset = len(buffer)
         try:
             if self._exception is not None:
                 raise self._exception
-            return await self._readuntil_bytes(b"\n")
+            return await self._readuntil_bytes(b"\n", offset)
         # asyncio's classes, not only ours: an exception given to
         # set_exception() is re-raised here, and CPython's readline() turns
         # any IncompleteReadError / LimitOverrunError into its result.
@@ -379,7 +380,7 @@ class StreamReader(ByteReceiveStream):
             return await self._readuntil_bytes(separator)
         return await self._readuntil(SeparatorSearch(separator))
 
-    async def _readuntil_bytes(self, separator: bytes) -> bytes:
+    async def _readuntil_bytes(self, separator: bytes, offset: int = 0) -> bytes:
         """``readuntil(separator)`` for one bytes separator: the common case, inline.
 
         CPython's search loop itself (``readline()`` waits in it too, hence
@@ -388,12 +389,13 @@ class StreamReader(ByteReceiveStream):
         where the general search (:class:`SeparatorSearch`), given the saved
         offset -- stale if a concurrent ``read()`` took bytes meanwhile, as
         in CPython -- repeats the last step and raises what CPython raises.
+        ``offset`` starts the search past bytes already searched (at most
+        ``limit`` of them, none of them a separator's end).
         """
         buffer = self._buffer
         core = self._core
         limit = self._limit
         seplen = len(separator)
-        offset = 0
         while True:
             buflen = len(buffer)
             if buflen - offset >= seplen:
@@ -552,11 +554,25 @@ class StreamReader(ByteReceiveStream):
         return "<{}>".format(" ".join(info))
 
 
-def _reschedule(task: Any, exc: BaseException | None) -> None:
-    """Wake a task parked by :meth:`StreamReader._wait_for_data` on trio."""
+#: ``trio.lowlevel`` and ``outcome``, bound at the first wait on trio (so a
+#: reader on asyncio never imports trio, and a wait on trio imports nothing).
+_trio_lowlevel: Any = None
+_outcome: Any = None
+
+
+def _bind_trio() -> Any:
+    """Import ``trio.lowlevel`` and ``outcome`` once; return ``trio.lowlevel``."""
+    global _trio_lowlevel, _outcome
     import outcome
     import trio
 
-    trio.lowlevel.reschedule(
-        task, outcome.Value(None) if exc is None else outcome.Error(exc)
+    _outcome = outcome
+    _trio_lowlevel = trio.lowlevel
+    return _trio_lowlevel
+
+
+def _reschedule(task: Any, exc: BaseException | None) -> None:
+    """Wake a task parked by :meth:`StreamReader._wait_for_data` on trio."""
+    _trio_lowlevel.reschedule(
+        task, _outcome.Value(None) if exc is None else _outcome.Error(exc)
     )

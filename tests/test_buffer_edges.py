@@ -35,6 +35,7 @@ Step = bytes | int
 def describe(exc: BaseException, reader_buffer: bytes) -> Outcome:
     return (
         type(exc).__name__,
+        str(exc),
         getattr(exc, "partial", None),
         getattr(exc, "expected", None),
         getattr(exc, "consumed", None),
@@ -55,8 +56,11 @@ async def portastreams_outcome(
     eof: bool,
     limit: int,
     method: str = "readuntil",
+    prefill: bytes = b"",
 ) -> Outcome:
     reader = portastreams.StreamReader(limit=limit)
+    if prefill:
+        reader.feed_data(prefill)
     result: list[Outcome] = []
     taken: list[bytes] = []
 
@@ -95,8 +99,11 @@ async def asyncio_outcome(
     eof: bool,
     limit: int,
     method: str = "readuntil",
+    prefill: bytes = b"",
 ) -> Outcome:
     reader: Any = ReferenceReader(limit=limit)  # _buffer is private
+    if prefill:
+        reader.feed_data(prefill)
     task = asyncio.ensure_future(start_read(reader, separator, method))
     taken: list[bytes] = []
 
@@ -213,6 +220,35 @@ async def test_readline_between_chunks_matches_asyncio(
         lambda: asyncio_outcome(b"\n", chunks, eof, limit, method="readline")
     )
     actual = await portastreams_outcome(b"\n", chunks, eof, limit, method="readline")
+    assert actual == expected
+
+
+@pytest.mark.parametrize(
+    ("prefill", "chunks", "eof", "limit"),
+    [
+        pytest.param(b"abc", [b"d\nx"], False, 100, id="rest-arrives"),
+        pytest.param(b"abc", [b"d", b"e", b"\n"], False, 100, id="byte-by-byte"),
+        pytest.param(b"abc", [], True, 100, id="eof"),
+        pytest.param(b"abc", [b"\n"], False, 3, id="newline-at-limit"),
+        pytest.param(b"abc", [b"d\n"], False, 3, id="newline-past-limit"),
+        pytest.param(b"abcd", [b"\n"], False, 3, id="buffered-past-limit"),
+        pytest.param(b"abc\nd", [], False, 2, id="buffered-line-past-limit"),
+        pytest.param(b"abcd", [1, b"\n\n"], False, 100, id="stale-offset"),
+        pytest.param(b"abcd", [4, b"xy\n"], False, 100, id="stale-buffer-emptied"),
+    ],
+)
+async def test_readline_with_a_partial_line_buffered_matches_asyncio(
+    prefill: bytes, chunks: list[Step], eof: bool, limit: int
+) -> None:
+    """A ``readline`` that starts with part of a line buffered resumes its search."""
+    expected = await on_asyncio(
+        lambda: asyncio_outcome(
+            b"\n", chunks, eof, limit, method="readline", prefill=prefill
+        )
+    )
+    actual = await portastreams_outcome(
+        b"\n", chunks, eof, limit, method="readline", prefill=prefill
+    )
     assert actual == expected
 
 
