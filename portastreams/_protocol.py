@@ -233,10 +233,26 @@ class StreamReaderProtocol(asyncio.Protocol):
                 self.connection_lost(lost)
             translate_handshake_timeout(exc, ssl_handshake_timeout)
             raise
-        assert transport is not None
+        if transport is None:
+            # The connection was closed during the handshake (asyncio's
+            # start_tls() then returns None, and CPython's writer fails with
+            # an AttributeError): the error every other path raises.
+            if not self._connection_lost:
+                self.connection_lost(None)
+            raise ConnectionResetError("Connection lost")
         self._transport = transport
         self._over_ssl = True
         return transport
+
+    def _abandon_tls(self, transport: asyncio.BaseTransport) -> None:
+        """The connection was closed by this side while ``start_tls`` ran.
+
+        uvloop still hands out the TLS transport, over the closed connection,
+        and never tells this protocol: close it, and end the connection here.
+        """
+        transport.close()
+        if not self._connection_lost:
+            self.connection_lost(None)
 
     @property
     def extra_attributes(self) -> Any:

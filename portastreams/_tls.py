@@ -158,12 +158,16 @@ class TLSSession:
         """The peer's TCP stream ended."""
         self._incoming.write_eof()
 
-    def read_plaintext(self, max_size: int) -> tuple[list[bytes], bool]:
-        """Decrypt what can be decrypted: ``(chunks, peer_closed)``.
+    def read_plaintext(
+        self, max_size: int
+    ) -> tuple[list[bytes], bool, ssl.SSLError | None]:
+        """Decrypt what can be decrypted: ``(chunks, peer_closed, error)``.
 
         ``peer_closed`` is True once the peer sent ``close_notify`` or its
-        stream ended (a ragged EOF reads as EOF, as asyncio). Raises
-        ``ssl.SSLError`` on corrupt input.
+        stream ended (a ragged EOF reads as EOF, as asyncio). ``error`` is the
+        ``ssl.SSLError`` of corrupt input; ``chunks`` then holds what was
+        decrypted before it, to be delivered first (asyncio drops it when
+        both arrive in one receive).
         """
         chunks: list[bytes] = []
         read = self.ssl_object.read
@@ -171,13 +175,13 @@ class TLSSession:
             try:
                 chunk = read(max_size)
             except ssl.SSLWantReadError:
-                return chunks, False
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return chunks, True
-            except ssl.SSLSyscallError:
-                return chunks, True
+                return chunks, False, None
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError, ssl.SSLSyscallError):
+                return chunks, True, None
+            except ssl.SSLError as exc:
+                return chunks, False, exc
             if not chunk:
-                return chunks, True
+                return chunks, True, None
             chunks.append(chunk)
 
     def encrypt(self, data: bytes | bytearray | memoryview) -> bytes:

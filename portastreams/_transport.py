@@ -168,7 +168,7 @@ class StreamTransport:
         backend: Backend,
         reader: StreamReader,
         *,
-        server_side: bool = False,
+        server_side: bool,
     ) -> None:
         self._stream: Final = stream
         self._backend: Final = backend
@@ -614,15 +614,14 @@ class StreamTransport:
             self._advance_handshake()
             if not session.handshake_done:
                 return
-        try:
-            chunks, closed = session.read_plaintext(RECEIVE_SIZE)
-        except ssl.SSLError as exc:
-            self._lose_connection(exc)
-            return
+        chunks, closed, error = session.read_plaintext(RECEIVE_SIZE)
         reader = self._reader
         if not reader._core.eof:
             for chunk in chunks:
                 reader.feed_data(chunk)
+        if error is not None:
+            self._lose_connection(error)  # after what came before it
+            return
         answer = session.outgoing()
         if answer:
             self._send_now(answer)
@@ -664,7 +663,7 @@ class StreamTransport:
         session = self._tls
         if session is not None and not session.handshake_done:
             # asyncio: a hang-up during the handshake is a reset.
-            self._finish_handshake(ConnectionResetError("Connection lost"))
+            self._finish_handshake(ConnectionResetError())
         if self._error is not None:
             self._fail_reader(self._error)  # an error, not a clean end
         elif not self._reader._core.eof:
@@ -741,7 +740,7 @@ class StreamTransport:
                 event.set()
 
     async def _wait_until_flushed(self) -> None:
-        while self._flushing or self._pending_plaintext:
+        while self._flushing:
             event = anyio.Event()
             self._idle_waiters.append(event)
             await event.wait()
@@ -757,16 +756,22 @@ class StreamTransport:
                 await self._linger(self._linger_timeout)
             await self._stop_receiver()
             closed = False
+            failure: Exception | None = None
             if graceful:
                 with anyio.move_on_after(CLOSE_TIMEOUT):
                     try:
                         await self._stream.aclose()
-                    except Exception as exc:
-                        logger.debug("error while closing %r: %r", self._stream, exc)
-                    else:
                         closed = True
+                    except Exception as exc:
+                        failure = exc
             if not closed:
-                await anyio.aclose_forcefully(self._stream)
+                try:
+                    await anyio.aclose_forcefully(self._stream)
+                except Exception as exc:
+                    failure = failure or exc
+            if failure is not None:
+                # Closed all the same: nothing is left to send or receive.
+                logger.debug("error while closing %r: %r", self._stream, failure)
         self._mark_closed()
 
     async def _stop_receiver(self) -> None:
@@ -941,7 +946,7 @@ def _forget_raw_socket_reader(stream: ByteStream, backend: Backend) -> None:
         return
     import asyncio
 
-    with contextlib.suppress(RuntimeError, ValueError):  # owned by a transport
+    with contextlib.suppress(ValueError):  # a socket closed under us
         asyncio.get_running_loop().remove_reader(sock)
 
 

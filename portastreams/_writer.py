@@ -306,6 +306,13 @@ class StreamWriter(ByteSendStream):
             )
         finally:
             self._transport = plain_transport
+        if hold.closed:
+            # Closed by this side meanwhile: the handshake did not finish for
+            # the connection's user (a loop may still hand out a transport).
+            if new_transport is not None:
+                # (Only the loop's own start_tls hands one out: the native protocol.)
+                self._protocol._abandon_tls(new_transport)  # type: ignore[attr-defined]
+            raise ConnectionResetError("Connection lost")
         if new_transport is not None:
             # asyncio hands out a new transport for the TLS layer.
             self._transport = new_transport
@@ -358,6 +365,16 @@ class _WritesHeldForTLS:
     def __init__(self, transport: Any) -> None:
         self._plain = transport
         self.held = bytearray()
+        #: Closed or aborted by this side while the handshake ran.
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self._plain.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self._plain.abort()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import select
 import socket
 import ssl
@@ -203,6 +204,26 @@ def peer_start_tls_send_then_close_notify(conn: socket.socket) -> None:
     _tls_send_then(conn, close_notify=True)
 
 
+def peer_tls_corrupt_record(conn: socket.socket) -> None:
+    """A line over TLS, then a record that fails its integrity check."""
+    with server_context().wrap_socket(conn, server_side=True) as tls:
+        tls.sendall(b"hello\n")
+        time.sleep(0.3)  # apart: asyncio drops the line if both come at once
+        with socket.socket(fileno=os.dup(tls.fileno())) as raw:
+            raw.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
+        time.sleep(0.5)
+
+
+def peer_plain_then_silent_handshake(conn: socket.socket) -> None:
+    conn.recv(5)  # "hello"
+    conn.sendall(b"go ahead\n")
+    conn.recv(65536)  # the ClientHello of start_tls, never answered
+    conn.settimeout(2)
+    with contextlib.suppress(OSError):
+        while conn.recv(65536):
+            pass
+
+
 @contextlib.contextmanager
 def peer(behaviour: Callable[[socket.socket], None]) -> Iterator[int]:
     """A listening socket whose first connection gets ``behaviour``; yields its port."""
@@ -350,19 +371,18 @@ async def vanish_mid_frame(open_: Opener, sleep: Sleeper, port: int) -> Observat
 
 
 async def tls_connect(open_: Opener, sleep: Sleeper, port: int) -> Observation:
-    result = await outcome(
-        open_(
+    try:
+        _, writer = await open_(
             "127.0.0.1",
             port,
             ssl=client_context(),
             server_hostname="localhost",
             ssl_handshake_timeout=1.0,
         )
-    )
-    if result[0] == "returned":
-        result[1][1].close()
-        return {"open_connection": "returned"}
-    return {"open_connection": result}
+    except Exception as exc:
+        return {"open_connection": ("raised", describe(exc)), "message": str(exc)}
+    writer.close()
+    return {"open_connection": "returned"}
 
 
 async def tls_connect_times_out(
@@ -417,6 +437,61 @@ async def start_tls_read_after_peer_left(
     return await _read_to_the_end(reader, writer)
 
 
+async def tls_corrupt_record(open_: Opener, sleep: Sleeper, port: int) -> Observation:
+    reader, writer = await open_(
+        "127.0.0.1", port, ssl=client_context(), server_hostname="localhost"
+    )
+    seen: Observation = {"line": await reader.readline()}
+    try:
+        seen["read"] = ("returned", await reader.read())
+    except Exception as exc:
+        seen["read"] = ("raised", describe(exc), getattr(exc, "reason", None))
+    seen["exception"] = describe(reader.exception())
+    seen["is_closing"] = writer.is_closing()
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return seen
+
+
+async def start_tls_closed_during_handshake(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    """Another task closes the writer while ``start_tls()`` waits for the peer."""
+    reader, writer = await open_("127.0.0.1", port)
+    writer.write(b"hello")
+    assert await reader.readline() == b"go ahead\n"
+    seen: Observation = {}
+
+    async def upgrade() -> None:
+        seen["start_tls"] = await outcome(
+            writer.start_tls(
+                client_context(), server_hostname="localhost", ssl_handshake_timeout=5
+            )
+        )
+
+    async with anyio.create_task_group() as task_group:  # (on asyncio.run too)
+        task_group.start_soon(upgrade)
+        await sleep(0.2)
+        writer.close()
+    try:
+        seen["is_closing"] = ("returned", writer.is_closing())
+    except Exception as exc:
+        seen["is_closing"] = ("raised", describe(exc))
+    seen["read"] = "waiting"
+    with anyio.move_on_after(1):
+        seen["read"] = await outcome(reader.read())
+    if getattr(writer, "_transport", True) is None:
+        # CPython's writer, left without a transport: its __del__ would fail.
+        writer._transport = _Closed()
+    return seen
+
+
+class _Closed:
+    def is_closing(self) -> bool:
+        return True
+
+
 async def _read_to_the_end(reader: Any, writer: Any) -> Observation:
     received = bytearray()
     error = None
@@ -461,6 +536,11 @@ SCENARIOS: dict[str, tuple[Callable[[socket.socket], None], Any]] = {
         peer_start_tls_send_then_close_notify,
         start_tls_read_after_peer_left,
     ),
+    "tls-corrupt-record": (peer_tls_corrupt_record, tls_corrupt_record),
+    "start-tls-closed-during-handshake": (
+        peer_plain_then_silent_handshake,
+        start_tls_closed_during_handshake,
+    ),
 }
 
 #: Differences from asyncio that docs/porting.rst documents, as
@@ -470,6 +550,21 @@ DOCUMENTED: dict[str, dict[str, tuple[Any, Any]]] = {
     # connection error there).
     "peer-reset": {
         "wait_closed": (("raised", "ConnectionResetError"), ("returned", None))
+    },
+    # CPython's writer breaks here: its start_tls() fails with an
+    # AttributeError (the event loop's start_tls() returns None), and the
+    # writer is left without a transport; reads hang. portastreams raises
+    # what a peer's hang-up raises, and the connection is closed.
+    "start-tls-closed-during-handshake": {
+        "start_tls": (
+            ("raised", "unexpected AttributeError"),
+            ("raised", "ConnectionResetError"),
+        ),
+        "is_closing": (
+            ("raised", "unexpected AttributeError"),
+            ("returned", True),
+        ),
+        "read": ("waiting", ("returned", b"")),
     },
 }
 

@@ -230,6 +230,79 @@ async def test_on_asyncio_handlers_are_plain_tasks_under_one_supervisor(
     assert seen == ["portastreams handler", "portastreams handler"]
 
 
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_handlers_are_tasks_of_one_nursery(anyio_backend: object) -> None:
+    # The design (docs/architecture.rst): on trio, handlers are trio tasks of
+    # a nursery held open by one task of the server's task group.
+    import trio
+
+    seen: list[tuple[str, str]] = []
+    both = anyio.Event()
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        task = trio.lowlevel.current_task()
+        assert task.parent_nursery is not None
+        seen.append((task.name, task.parent_nursery.parent_task.name))
+        if len(seen) == 2:
+            both.set()
+        await both.wait()
+
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    with anyio.fail_after(10):
+        async with server:
+            writers = [
+                (await portastreams.open_connection("127.0.0.1", port))[1]
+                for _ in range(2)
+            ]
+            await both.wait()
+            for writer in writers:
+                writer.close()
+                await writer.wait_closed()
+    assert seen == [("portastreams handler", "portastreams handlers")] * 2
+
+
+async def test_a_later_base_exception_does_not_replace_the_first(
+    anyio_backend: object,
+) -> None:
+    # The first handler's BaseException ends the server; another handler that
+    # raises one while it is being cancelled adds to it, never replaces it.
+    first_started = anyio.Event()
+    connections = 0
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:
+            try:
+                first_started.set()
+                await anyio.sleep(60)
+            except anyio.get_cancelled_exc_class():
+                raise Shutdown("second") from None
+        await first_started.wait()
+        raise Shutdown("first")
+
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    writers: list[StreamWriter] = []
+
+    async def serve() -> None:
+        async with server:
+            for _ in range(2):
+                _, writer = await portastreams.open_connection("127.0.0.1", port)
+                writers.append(writer)
+                await first_started.wait()
+            await anyio.sleep(60)
+
+    with anyio.fail_after(10):
+        with pytest.raises(BaseExceptionGroup) as info:
+            await serve()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+    assert info.group_contains(Shutdown, match="^first$")
+
+
 async def test_leaving_waits_for_the_last_handler_then_returns(
     anyio_backend: object,
 ) -> None:

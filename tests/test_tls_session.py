@@ -275,10 +275,10 @@ def test_a_wrong_hostname_fails_the_handshake() -> None:
 def test_application_data_both_ways() -> None:
     client, server = connected_pair()
     server.receive(client.encrypt(b"hello"))
-    assert server.read_plaintext(1024) == ([b"hello"], False)
+    assert server.read_plaintext(1024) == ([b"hello"], False, None)
     client.receive(server.encrypt(bytearray(b"world")))
-    assert client.read_plaintext(1024) == ([b"world"], False)
-    assert client.read_plaintext(1024) == ([], False)  # nothing more yet
+    assert client.read_plaintext(1024) == ([b"world"], False, None)
+    assert client.read_plaintext(1024) == ([], False, None)  # nothing more yet
 
 
 def test_encrypt_takes_any_bytes_like_object_and_all_of_it() -> None:
@@ -287,7 +287,7 @@ def test_encrypt_takes_any_bytes_like_object_and_all_of_it() -> None:
     ciphertext = client.encrypt(memoryview(data))
     assert client.outgoing() == b""  # everything was handed out
     server.receive(ciphertext)
-    chunks, closed = server.read_plaintext(len(data))
+    chunks, closed, _ = server.read_plaintext(len(data))
     assert b"".join(chunks) == data
     assert not closed
 
@@ -300,7 +300,7 @@ def test_empty_write_makes_no_ciphertext() -> None:
 def test_read_plaintext_gives_chunks_of_at_most_max_size() -> None:
     client, server = connected_pair()
     server.receive(client.encrypt(b"abcdefghij"))
-    chunks, closed = server.read_plaintext(3)
+    chunks, closed, _ = server.read_plaintext(3)
     assert chunks == [b"abc", b"def", b"ghi", b"j"]
     assert not closed
 
@@ -309,15 +309,15 @@ def test_partial_record_waits_for_the_rest() -> None:
     client, server = connected_pair()
     ciphertext = client.encrypt(b"one record")
     server.receive(ciphertext[:-1])
-    assert server.read_plaintext(1024) == ([], False)
+    assert server.read_plaintext(1024) == ([], False, None)
     server.receive(ciphertext[-1:])
-    assert server.read_plaintext(1024) == ([b"one record"], False)
+    assert server.read_plaintext(1024) == ([b"one record"], False, None)
 
 
 def test_close_notify_is_read_as_the_end() -> None:
     client, server = connected_pair()
     server.receive(client.encrypt(b"last words") + client.close_notify())
-    assert server.read_plaintext(1024) == ([b"last words"], True)
+    assert server.read_plaintext(1024) == ([b"last words"], True, None)
 
 
 def test_close_notify_answered() -> None:
@@ -325,11 +325,11 @@ def test_close_notify_answered() -> None:
     alert = client.close_notify()
     assert alert  # the close_notify alert
     server.receive(alert)
-    assert server.read_plaintext(1024) == ([], True)
+    assert server.read_plaintext(1024) == ([], True, None)
     answer = server.close_notify()
     assert answer
     client.receive(answer)
-    assert client.read_plaintext(1024) == ([], True)
+    assert client.read_plaintext(1024) == ([], True, None)
     # A second shutdown is harmless and sends nothing.
     assert client.close_notify() == b""
 
@@ -343,23 +343,35 @@ def test_ragged_eof_is_read_as_the_end() -> None:
     client, server = connected_pair()
     server.receive(client.encrypt(b"data"))
     server.receive_eof()
-    assert server.read_plaintext(1024) == ([b"data"], True)
+    assert server.read_plaintext(1024) == ([b"data"], True, None)
 
 
 def test_eof_in_the_middle_of_a_record_is_the_end() -> None:
     client, server = connected_pair()
     server.receive(client.encrypt(b"torn")[:-3])
     server.receive_eof()
-    assert server.read_plaintext(1024) == ([], True)
+    assert server.read_plaintext(1024) == ([], True, None)
 
 
-def test_corrupt_ciphertext_raises_ssl_error() -> None:
+def test_corrupt_ciphertext_is_an_ssl_error() -> None:
     client, server = connected_pair()
     record = bytearray(client.encrypt(b"payload"))
     record[-1] ^= 0xFF
     server.receive(bytes(record))
-    with pytest.raises(ssl.SSLError):
-        server.read_plaintext(1024)
+    chunks, closed, error = server.read_plaintext(1024)
+    assert (chunks, closed) == ([], False)
+    assert isinstance(error, ssl.SSLError)
+
+
+def test_what_came_before_a_corrupt_record_is_kept() -> None:
+    client, server = connected_pair()
+    good = client.encrypt(b"intact")
+    record = bytearray(client.encrypt(b"payload"))
+    record[-1] ^= 0xFF
+    server.receive(good + bytes(record))
+    chunks, closed, error = server.read_plaintext(1024)
+    assert (chunks, closed) == ([b"intact"], False)
+    assert isinstance(error, ssl.SSLError)
 
 
 def test_plaintext_garbage_fails_the_handshake() -> None:

@@ -39,10 +39,13 @@ class FaultyStream(ByteStream):
         *,
         send_error: BaseException | None = None,
         receive_error: BaseException | None = None,
+        send_eof_error: BaseException | None = None,
+        close_error: BaseException | None = None,
     ) -> None:
         self._send_error = send_error
         self._receive_error = receive_error
-        self._received = anyio.Event()
+        self._send_eof_error = send_eof_error
+        self._close_error = close_error
 
     async def send(self, item: bytes) -> None:
         if self._send_error is not None:
@@ -55,10 +58,15 @@ class FaultyStream(ByteStream):
         raise AssertionError("not reached")
 
     async def send_eof(self) -> None:
-        pass
+        if self._send_eof_error is not None:
+            raise self._send_eof_error
 
     async def aclose(self) -> None:
-        pass
+        if self._close_error is not None:
+            raise self._close_error
+
+    def __repr__(self) -> str:
+        return "<FaultyStream>"
 
 
 # -- failures in the background tasks -------------------------------------------
@@ -128,6 +136,20 @@ async def test_a_builtin_connection_error_is_raised_as_it_is() -> None:
 # -- the transport's own API, compared with asyncio's ---------------------------------
 
 
+#: The argument of a call made without one (``write_eof()``).
+NO_ARGUMENT = object()
+
+
+def apply(transport: Any, method: str, argument: Any) -> Any:
+    """Call ``transport.method(argument)``: ``None``, or what it raised."""
+    call = getattr(transport, method)
+    try:
+        call() if argument is NO_ARGUMENT else call(argument)
+    except Exception as exc:
+        return outcome(exc)
+    return None
+
+
 async def asyncio_transport_calls(calls: list[tuple[str, Any]]) -> list[Any]:
     """Each ``(method, argument)`` called on an asyncio socket transport: what it
     raised (class, message), or the bytes the peer then received."""
@@ -136,17 +158,15 @@ async def asyncio_transport_calls(calls: list[tuple[str, Any]]) -> list[Any]:
         transport, _ = await asyncio.get_running_loop().create_connection(
             asyncio.Protocol, sock=left
         )
+        right.setblocking(False)
         results: list[Any] = []
         try:
             for method, argument in calls:
-                try:
-                    getattr(transport, method)(argument)
-                except Exception as exc:
-                    results.append(outcome(exc))
-                else:
+                raised = apply(transport, method, argument)
+                if raised is None:
                     await asyncio.sleep(0.05)
-                    right.setblocking(False)
-                    results.append(right.recv(1024))
+                    raised = right.recv(1024)
+                results.append(raised)
         finally:
             transport.abort()
     return results
@@ -157,14 +177,12 @@ async def portastreams_transport_calls(calls: list[tuple[str, Any]]) -> list[Any
     async with connected_pair() as (client, server):
         transport = client[1].transport
         for method, argument in calls:
-            try:
-                getattr(transport, method)(argument)
-            except Exception as exc:
-                results.append(outcome(exc))
-            else:
+            raised = apply(transport, method, argument)
+            if raised is None:
                 await client[1].drain()
                 with anyio.move_on_after(0.05):
-                    results.append(await server[0].read(1024))
+                    raised = await server[0].read(1024)
+            results.append(raised)
     return results
 
 
@@ -178,6 +196,10 @@ TRANSPORT_CALLS = [
     ),
     pytest.param([("writelines", [b"a", "b"])], id="writelines-str"),
     pytest.param([("write", b"plain"), ("write", memoryview(b"view"))], id="bytes"),
+    pytest.param(
+        [("write", b"last"), ("write_eof", NO_ARGUMENT), ("write", b"more")],
+        id="write-after-write-eof",
+    ),
 ]
 
 
@@ -281,3 +303,125 @@ async def test_write_eof_with_nothing_queued_reaches_the_peer() -> None:
             assert not client[1].is_closing()
             server[1].write(b"answer")
             assert await client[0].readexactly(6) == b"answer"
+
+
+# -- closing: the graceful close's deadline, failures on the way out -------------
+
+
+async def test_a_graceful_close_aborts_a_peer_that_never_reads() -> None:
+    """A server's graceful close of a connection whose peer never reads (the
+    queued bytes can never be sent) gives up a second after its grace period
+    and aborts; the task that watches for that is named."""
+    left, right = memory_stream_pair(1024)  # nobody reads the right end
+    _, writer = portastreams.wrap_stream(left)
+    with anyio.fail_after(TIMEOUT):
+        writer.write(b"x" * 8192)
+        writer.transport._close_gracefully(0.1)
+        await anyio.sleep(0.05)
+        names = running_task_names()
+        start = anyio.current_time()
+        await writer.wait_closed()
+        waited = anyio.current_time() - start
+        await right.aclose()
+    assert "portastreams graceful close" in names
+    assert 0.9 <= waited < 5
+
+
+def debug_records(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "portastreams"]
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+async def test_a_failed_stream_close_is_logged_at_debug(
+    caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """The stream's own ``aclose()`` failing, in a close or an abort, does not
+    fail ``wait_closed()`` nor escape into the event loop (the connection is
+    closed regardless); it is logged once, at DEBUG."""
+    error = OSError("close failed")
+    _, writer = portastreams.wrap_stream(FaultyStream(close_error=error))
+    with (
+        caplog.at_level(logging.DEBUG, logger="portastreams"),
+        anyio.fail_after(TIMEOUT),
+    ):
+        getattr(writer.transport, how)()
+        await writer.wait_closed()
+        assert writer.is_closing()
+    assert debug_records(caplog) == [f"error while closing <FaultyStream>: {error!r}"]
+
+
+async def test_a_failed_graceful_shutdown_is_logged_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A graceful close whose half-close fails (the peer is gone) still
+    closes; the failure is logged at DEBUG."""
+    error = anyio.BrokenResourceError()
+    _, writer = portastreams.wrap_stream(FaultyStream(send_eof_error=error))
+    with (
+        caplog.at_level(logging.DEBUG, logger="portastreams"),
+        anyio.fail_after(TIMEOUT),
+    ):
+        writer.transport._close_gracefully(1.0)
+        await writer.wait_closed()
+    assert debug_records(caplog) == [f"graceful close failed: {error!r}"]
+
+
+class BreakableStream(ByteStream):
+    """A byte stream whose sends fail with ``BrokenResourceError`` once broken."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self._stream = stream
+        self.broken = False
+
+    async def send(self, item: bytes) -> None:
+        if self.broken:
+            raise anyio.BrokenResourceError
+        await self._stream.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._stream.receive(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def test_a_failed_tls_shutdown_is_logged_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Sending ``close_notify`` fails (the peer is gone): the close completes,
+    and the failure is logged at DEBUG."""
+    from anyio.streams.tls import TLSStream
+    from certificates import client_context, server_context
+
+    left, right = memory_stream_pair(1 << 20)
+    breakable = BreakableStream(left)
+    _, writer = portastreams.wrap_stream(breakable)
+    peer: list[TLSStream] = []
+
+    async def serve_tls() -> None:
+        peer.append(
+            await TLSStream.wrap(
+                right,
+                server_side=True,
+                ssl_context=server_context(),
+                standard_compatible=False,
+            )
+        )
+
+    with (
+        caplog.at_level(logging.DEBUG, logger="portastreams"),
+        anyio.fail_after(TIMEOUT),
+    ):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve_tls)
+            await writer.start_tls(client_context(), server_hostname="localhost")
+        breakable.broken = True
+        writer.close()
+        await writer.wait_closed()
+        await peer[0].aclose()
+    assert debug_records(caplog) == [
+        f"TLS shutdown failed: {anyio.BrokenResourceError()!r}"
+    ]
