@@ -460,8 +460,9 @@ class StreamTransport:
             event.set()
 
     def is_reading(self) -> bool:
-        """True unless reading is paused or over."""
-        return self._receiving and not self._read_paused
+        """True unless reading is paused or the transport is closing, as
+        asyncio's (still True after the peer's EOF)."""
+        return not self._read_paused and self._state is State.OPEN
 
     # -- what StreamWriter awaits ----------------------------------------------
 

@@ -317,6 +317,7 @@ async def half_close(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     seen: Observation = {"read": await outcome(reader.read())}
     seen["at_eof"] = reader.at_eof()
     seen["is_closing"] = writer.is_closing()
+    seen["is_reading"] = writer.transport.is_reading()
     writer.write(b"still writable")
     seen["drain"] = await outcome(writer.drain())
     seen["can_write_eof"] = writer.can_write_eof()
@@ -596,12 +597,21 @@ def oracle(scenario: str) -> Observation:
         for name in SCENARIOS
     ],
 )
-async def test_failure_point_matches_asyncio(scenario: str) -> None:
+async def test_failure_point_matches_asyncio(
+    scenario: str, anyio_backend_name: str, anyio_backend_options: dict[str, Any]
+) -> None:
     behaviour, script = SCENARIOS[scenario]
     with anyio.fail_after(30):
         expected = await anyio.to_thread.run_sync(oracle, scenario)
         with peer(behaviour) as port:
             observed = await script(portastreams.open_connection, anyio.sleep, port)
+    if anyio_backend_options.get("use_uvloop") and "is_reading" in expected:
+        # uvloop's own transport (asyncio's streams on uvloop use it too)
+        # stops "reading" at the peer's EOF; asyncio's keeps saying True.
+        assert (expected.pop("is_reading"), observed.pop("is_reading")) == (
+            True,
+            False,
+        )
     documented = DOCUMENTED.get(scenario, {})
     for key, (theirs, ours) in documented.items():
         assert expected.pop(key) == theirs, f"asyncio's {key} changed"

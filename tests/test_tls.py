@@ -27,6 +27,7 @@ from anyio.abc import SocketListener
 from anyio.streams.tls import TLSStream
 
 import portastreams
+import portastreams.testing
 from portastreams import StreamReader, StreamWriter
 from portastreams._transport import StreamTransport
 
@@ -1041,3 +1042,38 @@ async def test_server_reads_all_a_tls_client_sent_before_closing(
             await anyio.sleep(0.5)
             sent.set()
     assert received == [len(payload)]
+
+
+async def test_start_tls_twice_over_portastreams_tls_is_refused(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    """A second ``start_tls()`` over portastreams' own TLS layer (trio,
+    ``wrap_stream``, uvloop) raises ``RuntimeError`` naming the reason, and
+    the TLS connection goes on (TLS inside TLS: see docs/porting.rst)."""
+    left, right = portastreams.testing.memory_stream_pair(1 << 20)
+    reader, writer = portastreams.wrap_stream(left)
+    peer: list[TLSStream] = []
+
+    async def serve_tls() -> None:
+        peer.append(
+            await TLSStream.wrap(
+                right,
+                server_side=True,
+                ssl_context=server_context,
+                standard_compatible=False,
+            )
+        )
+
+    with anyio.fail_after(TEST_TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(serve_tls)
+            await writer.start_tls(client_context, server_hostname="localhost")
+        with pytest.raises(RuntimeError, match=r"^the connection already uses TLS$"):
+            await writer.start_tls(client_context, server_hostname="localhost")
+        writer.write(b"still TLS\n")
+        assert await peer[0].receive() == b"still TLS\n"
+        await peer[0].send(b"and back\n")
+        assert await reader.readline() == b"and back\n"
+        writer.transport.abort()
+        await writer.wait_closed()
+        await peer[0].aclose()

@@ -14,6 +14,9 @@ import array
 import asyncio
 import logging
 import socket
+import struct
+import threading
+import time
 from typing import Any
 
 import anyio
@@ -425,3 +428,53 @@ async def test_a_failed_tls_shutdown_is_logged_at_debug(
     assert debug_records(caplog) == [
         f"TLS shutdown failed: {anyio.BrokenResourceError()!r}"
     ]
+
+
+# -- a peer's last words ----------------------------------------------------------------
+
+
+async def last_words_before_a_reset() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    go = threading.Event()
+
+    def peer() -> None:
+        conn, _ = listener.accept()
+        go.wait(TIMEOUT)
+        conn.sendall(b"ERR going away\n")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # a reset
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    try:
+        reader, writer = await portastreams.open_connection(
+            "127.0.0.1", listener.getsockname()[1]
+        )
+        go.set()
+        # Blocking on purpose: the receiver task gets no chance to read the
+        # message before the send below fails.
+        time.sleep(0.2)  # noqa: ASYNC251
+        writer.write(b"request\n")
+        assert await reader.readline() == b"ERR going away\n"
+        with pytest.raises(ConnectionResetError):
+            await reader.read(100)
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        thread.join(TIMEOUT)
+        listener.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_failed_send_keeps_what_the_peer_sent_before_it_left(
+    anyio_backend: object,
+) -> None:
+    """On trio the transport sends straight to the socket. When that send
+    fails because the peer reset the connection, what the peer sent before
+    (an error message, say) may still be unread in the kernel: it is read
+    before the connection is given up, so reads return it before the error.
+    (Several rounds: trio runs the receiver or the closing task first at
+    random, and only the second order depends on this.)"""
+    with anyio.fail_after(TIMEOUT):
+        for _ in range(5):
+            await last_words_before_a_reset()
