@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-#: Server implementations: portastreams (the subject) and asyncio's own
-#: ``start_server`` (the control).
+#: Server implementations: portastreams (the subject) and the backend's own
+#: server (the control: asyncio's ``start_server``; on trio, a hand-written
+#: ``trio.serve_listeners`` server, see :mod:`stress.trio_control`).
 SUBJECT: Final = "portastreams"
 CONTROL: Final = "asyncio"
 
@@ -25,6 +26,8 @@ class Target:
 
     @property
     def label(self) -> str:
+        if self.is_control and self.backend == "trio":
+            return "trio.serve_listeners, hand-written buffer (control)"
         if self.is_control:
             return f"asyncio.start_server on {self.backend} (control)"
         return f"portastreams on {self.backend}"

@@ -3,8 +3,10 @@
 ``python -m stress.server --impl portastreams|asyncio --backend asyncio|uvloop|trio``
 
 ``--impl portastreams`` serves with :func:`portastreams.start_server`;
-``--impl asyncio`` with asyncio's own :func:`asyncio.start_server` (the
-control; asyncio and uvloop only). Both run :meth:`stress.handler.Ledger.handle`.
+``--impl asyncio`` with the backend's own server, the control: asyncio's
+:func:`asyncio.start_server` on asyncio and uvloop, a hand-written
+``trio.serve_listeners`` server on trio (:mod:`stress.trio_control`). All run
+:meth:`stress.handler.Ledger.handle`.
 
 The control channel is line-based JSON: the orchestrator writes one request
 per line on stdin (``{"cmd": "status"}``), the server answers with one line on
@@ -233,11 +235,15 @@ class ServerProcess:
 
     async def serve(self) -> dict[str, Any]:
         assert self.task_group is not None
-        start: Callable[..., Any] = (
-            PortastreamsServing.start
-            if self.options.impl == "portastreams"
-            else AsyncioServing.start
-        )
+        start: Callable[..., Any]
+        if self.options.impl == "portastreams":
+            start = PortastreamsServing.start
+        elif self.options.backend == "trio":
+            from .trio_control import TrioServing
+
+            start = TrioServing.start
+        else:
+            start = AsyncioServing.start
         self.serving = await start(self.options, self.ledger, self.task_group)
         return dict(self.serving.ports)
 
@@ -369,10 +375,7 @@ def parse(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--certfile")
     parser.add_argument("--keyfile")
     parser.add_argument("--handshake-timeout", type=float, default=60.0)
-    options = parser.parse_args(argv, namespace=Options())
-    if options.impl == "asyncio" and options.backend == "trio":
-        parser.error("asyncio's own server needs an asyncio backend")
-    return options
+    return parser.parse_args(argv, namespace=Options())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -354,6 +354,9 @@ async def _state_when_both_shut(
     seen["drain"] = await outcome(writer.drain())
     writer.close()
     await writer.wait_closed()
+    # Our own close of a connection shut both ways is no error.
+    seen["exception_after_close"] = describe(reader.exception())
+    seen["read_after_close"] = await outcome(reader.read())
     return seen
 
 

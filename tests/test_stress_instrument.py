@@ -206,6 +206,16 @@ def test_asyncio_control_passes(experiment: str, certificates: Certificates) -> 
     assert not row.failures, row.describe()
 
 
+@linux_only
+@pytest.mark.parametrize("experiment", ["load", "no_separator", "slowloris"])
+def test_trio_control_passes(experiment: str, certificates: Certificates) -> None:
+    """The hand-written trio server, the control on trio, serves the measured
+    experiments by the same rules (every byte, nothing leaked)."""
+    row = EXPERIMENTS[experiment].run(Target(CONTROL, "trio"), SHORT, certificates)
+    assert not row.failures, row.describe()
+    assert row.target.label == "trio.serve_listeners, hand-written buffer (control)"
+
+
 # -- the command line ---------------------------------------------------------------
 
 

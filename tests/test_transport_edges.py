@@ -391,43 +391,125 @@ class BreakableStream(ByteStream):
         await self._stream.aclose()
 
 
-async def test_a_failed_tls_shutdown_is_logged_at_debug(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Sending ``close_notify`` fails (the peer is gone): the close completes,
-    and the failure is logged at DEBUG."""
+async def start_tls_with_a_peer(writer: StreamWriter, raw_peer: ByteStream) -> Any:
+    """``writer.start_tls()``, with an AnyIO TLS server at the other end of an
+    in-memory stream; returns the peer's ``TLSStream``."""
     from anyio.streams.tls import TLSStream
     from certificates import client_context, server_context
 
-    left, right = memory_stream_pair(1 << 20)
-    breakable = BreakableStream(left)
-    _, writer = portastreams.wrap_stream(breakable)
     peer: list[TLSStream] = []
 
     async def serve_tls() -> None:
         peer.append(
             await TLSStream.wrap(
-                right,
+                raw_peer,
                 server_side=True,
                 ssl_context=server_context(),
                 standard_compatible=False,
             )
         )
 
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(serve_tls)
+        await writer.start_tls(client_context(), server_hostname="localhost")
+    return peer[0]
+
+
+async def test_a_failed_tls_shutdown_is_logged_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Sending ``close_notify`` fails (the peer is gone): the close completes,
+    and the failure is logged at DEBUG."""
+    left, right = memory_stream_pair(1 << 20)
+    breakable = BreakableStream(left)
+    _, writer = portastreams.wrap_stream(breakable)
     with (
         caplog.at_level(logging.DEBUG, logger="portastreams"),
         anyio.fail_after(TIMEOUT),
     ):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve_tls)
-            await writer.start_tls(client_context(), server_hostname="localhost")
+        peer = await start_tls_with_a_peer(writer, right)
         breakable.broken = True
         writer.close()
         await writer.wait_closed()
-        await peer[0].aclose()
+        await peer.aclose()
     assert debug_records(caplog) == [
         f"TLS shutdown failed: {anyio.BrokenResourceError()!r}"
     ]
+
+
+async def test_transport_writes_during_the_handshake_go_out_encrypted() -> None:
+    """The writer holds its own writes while ``start_tls()`` runs; a transport
+    taken before it does the same: what it is given during the handshake is
+    sent over TLS once the handshake is done, in order."""
+    left, right = memory_stream_pair(1 << 20)
+    _, writer = portastreams.wrap_stream(left)
+    transport = writer.transport
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+
+            async def write_meanwhile() -> None:
+                while writer.transport is transport:  # until start_tls() runs
+                    await anyio.lowlevel.checkpoint()
+                transport.write(b"during ")
+                transport.write(b"the handshake\n")
+
+            task_group.start_soon(write_meanwhile)
+            peer = await start_tls_with_a_peer(writer, right)
+        writer.write(b"after\n")
+        received = b""
+        while received.count(b"\n") < 2:
+            received += await peer.receive()
+        await peer.aclose()
+        writer.close()
+        await writer.wait_closed()
+    assert received == b"during the handshake\nafter\n"
+
+
+async def test_closing_while_start_tls_waits_is_connection_lost() -> None:
+    """``close()`` while ``start_tls()`` waits for a silent peer: ``start_tls()``
+    raises ``ConnectionResetError('Connection lost')`` at once (see
+    docs/porting.rst), and reads end."""
+    left, right = memory_stream_pair(1 << 20)  # nobody answers the ClientHello
+    reader, writer = portastreams.wrap_stream(left)
+    from certificates import client_context
+
+    errors: list[BaseException] = []
+
+    async def upgrade() -> None:
+        try:
+            await writer.start_tls(client_context(), server_hostname="localhost")
+        except ConnectionResetError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(upgrade)
+            await anyio.sleep(0.1)
+            writer.close()
+        await writer.wait_closed()
+        assert await reader.read() == b""
+        await right.aclose()
+    assert [repr(error) for error in errors] == [
+        repr(ConnectionResetError("Connection lost"))
+    ]
+
+
+async def test_write_buffer_limits_are_asyncios() -> None:
+    """``get_write_buffer_limits()`` gives asyncio's defaults, as integers."""
+
+    async def asyncio_limits() -> str:
+        left, right = socket.socketpair()
+        with left, right:
+            transport, _ = await asyncio.get_running_loop().create_connection(
+                asyncio.Protocol, sock=left
+            )
+            limits = repr(transport.get_write_buffer_limits())
+            transport.abort()
+        return limits
+
+    expected = await on_asyncio(asyncio_limits)
+    async with connected_pair() as (client, _):
+        assert repr(client[1].transport.get_write_buffer_limits()) == expected
 
 
 # -- a peer's last words ----------------------------------------------------------------
