@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
@@ -203,6 +204,10 @@ TRANSPORT_CALLS = [
         [("write", b"last"), ("write_eof", NO_ARGUMENT), ("write", b"more")],
         id="write-after-write-eof",
     ),
+    pytest.param(
+        [("close", NO_ARGUMENT), ("write_eof", NO_ARGUMENT), ("write", b"x")],
+        id="write-eof-after-close",
+    ),
 ]
 
 
@@ -328,6 +333,31 @@ async def test_a_graceful_close_aborts_a_peer_that_never_reads() -> None:
         await right.aclose()
     assert "portastreams graceful close" in names
     assert 0.9 <= waited < 5
+
+
+async def test_a_graceful_close_waits_only_its_grace_period_for_the_peer() -> None:
+    """A graceful close shuts down writing, then waits for the peer's EOF no
+    longer than the grace period it was given (the peer here reads
+    everything but never closes)."""
+    left, right = memory_stream_pair(1 << 16)
+    _, writer = portastreams.wrap_stream(left)
+
+    async def read_forever() -> None:
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+            while True:
+                await right.receive()
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(read_forever)
+            writer.write(b"last words")
+            writer.transport._close_gracefully(0.2)
+            start = anyio.current_time()
+            await writer.wait_closed()
+            waited = anyio.current_time() - start
+            task_group.cancel_scope.cancel()
+        await right.aclose()
+    assert 0.15 <= waited < 0.8
 
 
 def debug_records(caplog: pytest.LogCaptureFixture) -> list[str]:
