@@ -183,7 +183,8 @@ async def portastreams_transport_calls(calls: list[tuple[str, Any]]) -> list[Any
         for method, argument in calls:
             raised = apply(transport, method, argument)
             if raised is None:
-                await client[1].drain()
+                with contextlib.suppress(ConnectionResetError):  # closed
+                    await client[1].drain()
                 with anyio.move_on_after(0.05):
                     raised = await server[0].read(1024)
             results.append(raised)
@@ -590,3 +591,66 @@ async def test_a_failed_send_keeps_what_the_peer_sent_before_it_left(
     with anyio.fail_after(TIMEOUT):
         for _ in range(5):
             await last_words_before_a_reset()
+
+
+# -- which streams the transport bypasses -------------------------------------------
+
+
+class CountingSocketStream(anyio.abc.SocketStream):
+    """A user's socket stream: an AnyIO one underneath, every byte counted."""
+
+    def __init__(self, inner: anyio.abc.SocketStream) -> None:
+        self.inner = inner
+        self.sent = 0
+        self.received = 0
+
+    async def send(self, item: bytes) -> None:
+        self.sent += len(item)
+        await self.inner.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await self.inner.receive(max_bytes)
+        self.received += len(data)
+        return data
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self.inner.extra(anyio.abc.SocketAttribute.raw_socket)
+
+    @property
+    def extra_attributes(self) -> Any:
+        return self.inner.extra_attributes
+
+
+async def test_a_users_socket_stream_is_used_not_bypassed() -> None:
+    """Only AnyIO's own socket streams are bypassed for their socket (on
+    trio); any other stream -- a user's, even one with a socket underneath --
+    carries every byte itself."""
+    multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with multi:
+        listener = multi.listeners[0]
+        assert isinstance(listener, anyio.abc.SocketListener)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+        async def echo_once() -> None:
+            async with await listener.accept() as peer:
+                await peer.send(await peer.receive())
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(echo_once)
+            with anyio.fail_after(TIMEOUT):
+                inner = await anyio.connect_tcp("127.0.0.1", port)
+                stream = CountingSocketStream(inner)
+                reader, writer = portastreams.wrap_stream(stream)
+                writer.write(b"through the stream")
+                await writer.drain()
+                assert await reader.readexactly(18) == b"through the stream"
+                writer.close()
+                await writer.wait_closed()
+    assert (stream.sent, stream.received) == (18, 18)
