@@ -426,7 +426,8 @@ async def timeout_handler(
     outcome = Outcome("timeout_handler", cid, exact=True)
     reader, writer = await connect(ctx)
     lines = [random_line(rng, cid, i) for i in range(rng.randint(0, 4))]
-    half_line = random_line(rng, cid, 99)[: rng.randint(0, 20)]
+    unfinished = random_line(rng, cid, 99)
+    half_line = unfinished[: rng.randint(0, min(20, len(unfinished) - 1))]
     deadline = rng.randint(30, 120)
     sent = b"".join(lines) + half_line
     writer.write(

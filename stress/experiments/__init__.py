@@ -247,6 +247,8 @@ EXPERIMENTS: Final[dict[str, Experiment]] = {
                 Column("sessions_ok", "sessions ok", integer),
                 Column("sessions", "of", integer),
                 Column("faults_injected", "faults injected", integer),
+                Column("fd_bursts", "fd bursts", integer),
+                Column("accept_failure_records", "accept-failure logs", integer),
                 *DELIVERY,
                 *LEAKS,
                 *LOGS,

@@ -78,12 +78,17 @@ class Burst:
     errors: list[str] = field(default_factory=list)
 
 
-def exhaust_fds_once(life: ServerLife, seconds: float, first_cid: int) -> Burst:
-    """One burst: no fd left for ``seconds`` while clients queue; then recovery."""
+def exhaust_fds_once(
+    life: ServerLife, seconds: float, first_cid: int, *, from_idle: bool = True
+) -> Burst:
+    """One burst: no fd left for ``seconds`` while clients queue; then recovery.
+
+    ``from_idle``: first wait until the server is idle (connections of a
+    previous burst gone: a descriptor freed during the burst would let an
+    accept() through). The soak bursts in the middle of its traffic instead.
+    """
     server = life.server
-    # Connections of a previous burst must be gone: a descriptor freed during
-    # the burst would let an accept() through.
-    before = life.settle_idle()
+    before = life.settle_idle() if from_idle else life.status()
     server.call("exhaust_fds")
     clients: list[QueuedClient] = []
     restored_at = 0.0

@@ -59,6 +59,10 @@ def plan(profile: Profile) -> tuple[list[list[Any]], list[float]]:
     return sessions, bursts
 
 
+#: Accept-failure log records per fd burst that the soak accepts (see below).
+MAX_RECORDS_PER_BURST = 10
+
+
 def run_soak(
     target: Target, profile: Profile, certificates: Certificates | None = None
 ) -> Row:
@@ -84,7 +88,9 @@ def run_soak(
             for index, at in enumerate(burst_times):
                 time.sleep(max(started + at - time.monotonic(), 0))
                 bursts.append(
-                    exhaust_fds_once(life, burst_seconds, QUEUED_IDS + 1000 * index)
+                    exhaust_fds_once(
+                        life, burst_seconds, QUEUED_IDS + 1000 * index, from_idle=False
+                    )
                 )
             outcomes: list[dict[str, Any]] = load.result(profile.soak_seconds + 300)[
                 "outcomes"
@@ -119,16 +125,25 @@ def run_soak(
         )
         row.figures["fd_bursts"] = len(bursts)
         row.figures["scenarios"] = dict(Counter(o["scenario"] for o in outcomes))
-        # A burst in the middle of the random mix can be broken by an accept
-        # that succeeds (another session just freed a descriptor): the loop
-        # then logs the failures after it as a new burst. So: one record per
-        # handler bug, and one or two per fd burst.
+        # One record per handler bug, plus the accept failures. A burst in the
+        # middle of the random mix is broken into several runs of failures
+        # whenever a finishing session frees a descriptor and an accept gets
+        # through; the server logs once per run, on each of its two listeners
+        # (plain and TLS). So: at least one record per burst, and a few per
+        # burst at most -- never one per failed accept (asyncio's own server
+        # logs thousands here).
         bugs = escaped_bugs(final)
         records = library_warnings(final)
+        accept_records: int | None = records - bugs
+        if target.is_control:  # (another logger: reported as log lines only)
+            accept_records = None
+        row.figures["accept_failure_records"] = accept_records
         row.check(
-            bugs + len(bursts) <= records <= bugs + 2 * len(bursts),
-            f"{records} portastreams log records at WARNING or above, expected "
-            f"{bugs} handler bugs plus one or two per fd burst ({len(bursts)})",
+            accept_records is None
+            or len(bursts) <= accept_records <= MAX_RECORDS_PER_BURST * len(bursts),
+            f"{records} portastreams log records at WARNING or above: {bugs} handler "
+            f"bugs and {accept_records} for {len(bursts)} fd bursts (expected 1 to "
+            f"{MAX_RECORDS_PER_BURST} per burst)",
         )
         life.check_logs(final, expected=records, what="as counted above")
         life.check_serving()
