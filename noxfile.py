@@ -228,6 +228,10 @@ def fuzz(session: nox.Session) -> None:
         "pytest",
         "tests/test_reader_differential.py",
         "--hypothesis-show-statistics",
+        # 100,000 examples take minutes per property: no per-test timeout
+        # (its signal would land in the middle of an example's teardown).
+        "-o",
+        "timeout=0",
         env={"HYPOTHESIS_PROFILE": "fuzz"},
     )
     session.run("python", "-m", "stress.fuzz", *session.posargs)
