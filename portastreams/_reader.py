@@ -171,9 +171,11 @@ class StreamReader(ByteReceiveStream):
 
         Unlike :meth:`set_exception` (asyncio's contract, which makes every
         read raise at once), bytes that arrived before the failure are not
-        lost: the error is raised when a read needs more than the buffer.
+        lost: the error is raised when a read needs more than the buffer. An
+        exception set before it is replaced, as asyncio's ``connection_lost()``
+        does.
         """
-        if not self._buffer:
+        if not self._buffer or self._exception is not None:
             self.set_exception(exc)
             return
         self._pending_error = exc

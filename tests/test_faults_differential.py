@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import anyio
@@ -289,6 +290,25 @@ async def state_after_peer_reset(
     return seen
 
 
+async def reset_after_user_exception(
+    open_: Opener, sleep: Sleeper, port: int, *, data_buffered: bool
+) -> Observation:
+    """The program calls ``reader.set_exception()``, then the peer resets."""
+    reader, writer = await open_("127.0.0.1", port)
+    if data_buffered:
+        await sleep(0.05)  # the peer's hello is in the buffer
+    else:
+        writer.write(b"0123456789")  # the peer resets once it has read this
+    reader.set_exception(ValueError("set by the program"))
+    await sleep(0.4)
+    seen = {"exception": repr(reader.exception()), "is_closing": writer.is_closing()}
+    seen["read"] = await outcome(reader.read())
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return seen
+
+
 async def write_until_reset(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     reader, writer = await open_("127.0.0.1", port)
     writer.write(b"0123456789")
@@ -520,6 +540,14 @@ SCENARIOS: dict[str, tuple[Callable[[socket.socket], None], Any]] = {
     "peer-close": (peer_close_after_hello, state_after_peer_close),
     "peer-reset": (peer_reset_after_hello, state_after_peer_reset),
     "reset-during-writes": (peer_reset_after_reading, write_until_reset),
+    "reset-after-user-exception": (
+        peer_reset_after_reading,
+        partial(reset_after_user_exception, data_buffered=False),
+    ),
+    "reset-after-user-exception-with-data": (
+        peer_reset_after_hello,
+        partial(reset_after_user_exception, data_buffered=True),
+    ),
     "half-close": (peer_half_close, half_close),
     "both-directions-shut": (peer_half_close_then_stay, both_directions_shut),
     "eof-answered": (peer_answer_eof_then_stay, eof_answered),
