@@ -882,8 +882,9 @@ class StreamTransport:
             self._on_received(data)
 
     def _fail_reader(self, error: BaseException) -> None:
+        """Fail the reader with ``error``, once (later calls pass the same error)."""
         reader = self._reader
-        if reader._exception is None and reader._pending_error is None:
+        if reader._exception is not error and reader._pending_error is not error:
             reader._connection_lost(error)
 
     def _lose_connection(self, exc: BaseException) -> None:
@@ -942,9 +943,7 @@ def _forget_raw_socket_reader(stream: ByteStream, backend: Backend) -> None:
         return
     if getattr(stream, "_receive_future", None) is None:
         return
-    sock = stream.extra(SocketAttribute.raw_socket, None)
-    if sock is None:
-        return
+    sock = stream.extra(SocketAttribute.raw_socket)  # every one of them has it
     import asyncio
 
     with contextlib.suppress(ValueError):  # a socket closed under us
