@@ -25,6 +25,7 @@ import pytest
 import trustme
 from anyio.abc import SocketListener
 from anyio.streams.tls import TLSStream
+from tls_peer import start_tls_with_a_peer
 
 import portastreams
 import portastreams.testing
@@ -1052,28 +1053,16 @@ async def test_start_tls_twice_over_portastreams_tls_is_refused(
     the TLS connection goes on (TLS inside TLS: see docs/porting.rst)."""
     left, right = portastreams.testing.memory_stream_pair(1 << 20)
     reader, writer = portastreams.wrap_stream(left)
-    peer: list[TLSStream] = []
-
-    async def serve_tls() -> None:
-        peer.append(
-            await TLSStream.wrap(
-                right,
-                server_side=True,
-                ssl_context=server_context,
-                standard_compatible=False,
-            )
-        )
-
     with anyio.fail_after(TEST_TIMEOUT):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(serve_tls)
-            await writer.start_tls(client_context, server_hostname="localhost")
+        peer = await start_tls_with_a_peer(
+            writer, right, client=client_context, server=server_context
+        )
         with pytest.raises(RuntimeError, match=r"^the connection already uses TLS$"):
             await writer.start_tls(client_context, server_hostname="localhost")
         writer.write(b"still TLS\n")
-        assert await peer[0].receive() == b"still TLS\n"
-        await peer[0].send(b"and back\n")
+        assert await peer.receive() == b"still TLS\n"
+        await peer.send(b"and back\n")
         assert await reader.readline() == b"and back\n"
         writer.transport.abort()
         await writer.wait_closed()
-        await peer[0].aclose()
+        await peer.aclose()

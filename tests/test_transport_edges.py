@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
 import struct
@@ -24,6 +25,7 @@ import anyio
 import pytest
 from anyio.abc import ByteStream
 from reference import on_asyncio, outcome
+from tls_peer import start_tls_with_a_peer
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
@@ -422,30 +424,6 @@ class BreakableStream(ByteStream):
         await self._stream.aclose()
 
 
-async def start_tls_with_a_peer(writer: StreamWriter, raw_peer: ByteStream) -> Any:
-    """``writer.start_tls()``, with an AnyIO TLS server at the other end of an
-    in-memory stream; returns the peer's ``TLSStream``."""
-    from anyio.streams.tls import TLSStream
-    from certificates import client_context, server_context
-
-    peer: list[TLSStream] = []
-
-    async def serve_tls() -> None:
-        peer.append(
-            await TLSStream.wrap(
-                raw_peer,
-                server_side=True,
-                ssl_context=server_context(),
-                standard_compatible=False,
-            )
-        )
-
-    async with anyio.create_task_group() as task_group:
-        task_group.start_soon(serve_tls)
-        await writer.start_tls(client_context(), server_hostname="localhost")
-    return peer[0]
-
-
 async def test_a_failed_tls_shutdown_is_logged_at_debug(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -654,3 +632,224 @@ async def test_a_users_socket_stream_is_used_not_bypassed() -> None:
                 writer.close()
                 await writer.wait_closed()
     assert (stream.sent, stream.received) == (18, 18)
+
+
+# -- backstops and fairness -------------------------------------------------------------
+
+
+class StubbornStream(ByteStream):
+    """A byte stream whose ``aclose()`` never finishes by itself, and whose
+    ``receive()`` ignores cancellation until ``released`` is set."""
+
+    def __init__(self) -> None:
+        self.released = anyio.Event()
+        self.closes = 0
+
+    async def send(self, item: bytes) -> None:
+        pass
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        with anyio.CancelScope(shield=True):
+            await self.released.wait()
+        raise anyio.EndOfStream
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        self.closes += 1
+        await anyio.sleep_forever()
+
+
+async def test_a_stream_that_never_finishes_closing_is_closed_by_the_backstops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream whose receive ignores cancellation and whose ``aclose()``
+    hangs: ``close()`` still completes, after ``CLOSE_TIMEOUT`` for the
+    receiver and again for the close, which is then forced (cancelled)."""
+    monkeypatch.setattr(portastreams._transport, "CLOSE_TIMEOUT", 0.2)
+    stream = StubbornStream()
+    _, writer = portastreams.wrap_stream(stream)
+    await anyio.sleep(0.05)  # the receiver waits in receive()
+    try:
+        with anyio.fail_after(TIMEOUT):
+            started = time.monotonic()
+            writer.close()
+            await writer.wait_closed()
+            waited = time.monotonic() - started
+    finally:
+        stream.released.set()
+    assert stream.closes == 2  # the graceful aclose(), then the forced one
+    assert 0.35 <= waited < 2.0
+
+
+class EndlessSocket:
+    """Stands in for a socket that always has more to read: ``recv()`` returns
+    a byte at once, ``receives`` times, then the end of the stream. Each
+    receive records how often ``ticker`` has run by then."""
+
+    def __init__(self, receives: int, ticker: list[int]) -> None:
+        self.left = receives
+        self.ticker = ticker
+        self.ticks_seen: list[int] = []
+
+    def recv(self, size: int) -> bytes:
+        if not self.left:
+            return b""
+        self.left -= 1
+        self.ticks_seen.append(self.ticker[0])
+        return b"x"
+
+    def send(self, data: bytes) -> int:
+        return len(data)
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
+    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On trio the receiver reads its socket directly and feeds each receive
+    at once; while the socket always has more, it still yields to other tasks
+    every ``MAX_RECEIVES_WITHOUT_YIELD`` receives."""
+    from portastreams._transport import MAX_RECEIVES_WITHOUT_YIELD
+
+    ticker = [0]
+    fake = EndlessSocket(20 * MAX_RECEIVES_WITHOUT_YIELD, ticker)
+    stream = FaultyStream()
+    monkeypatch.setattr(
+        portastreams._transport,
+        "direct_socket",
+        lambda given, backend: fake if given is stream else None,
+    )
+
+    import trio
+
+    yielded_after: list[int] = []
+    checkpoint = trio.lowlevel.checkpoint
+
+    async def recorded_checkpoint() -> None:
+        if trio.lowlevel.current_task().name == "portastreams receiver":
+            yielded_after.append(len(fake.ticks_seen))
+        await checkpoint()
+
+    async def tick() -> None:
+        while True:
+            ticker[0] += 1
+            await checkpoint()
+
+    monkeypatch.setattr(trio.lowlevel, "checkpoint", recorded_checkpoint)
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(tick)
+            await checkpoint()
+            reader, writer = portastreams.wrap_stream(stream)
+            assert len(await reader.read()) == 20 * MAX_RECEIVES_WITHOUT_YIELD
+            task_group.cancel_scope.cancel()
+        writer.close()
+        await writer.wait_closed()
+    # Where the receiver yielded:
+    assert yielded_after == list(
+        range(
+            MAX_RECEIVES_WITHOUT_YIELD,
+            len(fake.ticks_seen) + 1,
+            MAX_RECEIVES_WITHOUT_YIELD,
+        )
+    )
+    # and so the other task ran in between (trio may run it just before the
+    # receiver in one batch and just after it in the next: twice as many).
+    runs = [len(list(run)) for _, run in itertools.groupby(fake.ticks_seen)]
+    assert max(runs) <= 2 * MAX_RECEIVES_WITHOUT_YIELD
+
+
+# -- TLS messages after the handshake ---------------------------------------------------
+
+
+async def test_a_post_handshake_certificate_request_is_answered_at_once() -> None:
+    """A TLS 1.3 server asks for the client's certificate after the handshake
+    (post-handshake authentication): the client's TLS layer answers as soon
+    as the request arrives, while the program only reads -- a server that
+    waits for the certificate before it answers is not left waiting."""
+    import ssl
+
+    from certificates import test_ca
+
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca().issue_cert("localhost").configure_cert(server)
+    test_ca().configure_trust(server)
+    server.verify_mode = ssl.CERT_REQUIRED
+    server.post_handshake_auth = True
+    client = ssl.create_default_context()
+    test_ca().configure_trust(client)
+    test_ca().issue_cert("client@example.org").configure_cert(client)
+    client.post_handshake_auth = True
+
+    left, right = memory_stream_pair(1 << 20)
+    reader, writer = portastreams.wrap_stream(left)
+    with anyio.fail_after(TIMEOUT):
+        peer = await start_tls_with_a_peer(writer, right, client=client, server=server)
+        peer_ssl = peer._ssl_object
+        assert peer_ssl.getpeercert() is None
+        peer_ssl.verify_client_post_handshake()
+        await peer.send(b"who are you?\n")  # with the certificate request
+        async with anyio.create_task_group() as task_group:
+            # The peer reads (and so processes the client's answer) meanwhile.
+            task_group.start_soon(peer.receive)
+            assert await reader.readline() == b"who are you?\n"
+            while (certificate := peer_ssl.getpeercert()) is None:
+                await anyio.sleep(0.01)
+            await peer.send(b"welcome\n")
+            assert await reader.readline() == b"welcome\n"
+            task_group.cancel_scope.cancel()
+        writer.transport.abort()
+        await writer.wait_closed()
+    assert certificate is not None
+    assert certificate["subjectAltName"] == (("email", "client@example.org"),)
+
+
+async def test_a_failure_to_encrypt_what_waited_for_the_handshake_fails_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What was written during the handshake is encrypted once it is done;
+    should the TLS library refuse (a broken SSL object), the connection fails
+    with its error: reads raise it and the writer is closing."""
+    import ssl
+
+    from anyio.streams.tls import TLSStream
+    from certificates import client_context, server_context
+
+    from portastreams._tls import TLSSession
+
+    error = ssl.SSLError("the SSL object broke")
+
+    def refuse(self: TLSSession, data: object) -> bytes:
+        raise error
+
+    left, right = memory_stream_pair(1 << 20)
+    reader, writer = portastreams.wrap_stream(left)
+    transport = writer.transport
+
+    async def write_meanwhile() -> None:
+        while writer.transport is transport:  # until start_tls() runs
+            await anyio.lowlevel.checkpoint()
+        transport.write(b"during the handshake\n")
+        monkeypatch.setattr(TLSSession, "encrypt", refuse)
+
+    async def serve_tls() -> None:
+        # The client's last handshake message is dropped with the connection.
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+            await TLSStream.wrap(right, server_side=True, ssl_context=server_context())
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(write_meanwhile)
+            task_group.start_soon(serve_tls)
+            await writer.start_tls(client_context(), server_hostname="localhost")
+        with pytest.raises(ssl.SSLError) as raised:
+            await reader.read()
+        assert writer.is_closing()
+        await writer.wait_closed()
+    assert raised.value is error

@@ -1,0 +1,42 @@
+"""A TLS peer at the other end of an in-memory stream, for ``start_tls()`` tests."""
+
+from __future__ import annotations
+
+import ssl
+
+import anyio
+from anyio.abc import ByteStream
+from anyio.streams.tls import TLSStream
+from certificates import client_context, server_context
+
+from portastreams import StreamWriter
+
+
+async def start_tls_with_a_peer(
+    writer: StreamWriter,
+    raw_peer: ByteStream,
+    *,
+    client: ssl.SSLContext | None = None,
+    server: ssl.SSLContext | None = None,
+) -> TLSStream:
+    """``writer.start_tls(client)``, with an AnyIO TLS server (``server``) at the
+    other end of ``raw_peer``; returns the peer's ``TLSStream``.
+
+    The contexts default to the test CA's (``certificates``).
+    """
+    peer: list[TLSStream] = []
+
+    async def serve_tls() -> None:
+        peer.append(
+            await TLSStream.wrap(
+                raw_peer,
+                server_side=True,
+                ssl_context=server or server_context(),
+                standard_compatible=False,
+            )
+        )
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(serve_tls)
+        await writer.start_tls(client or client_context(), server_hostname="localhost")
+    return peer[0]
