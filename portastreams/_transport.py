@@ -523,6 +523,10 @@ class StreamTransport:
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
 
+    def _abandon_tls(self, transport: object) -> None:
+        """Nothing to abandon: :meth:`_start_tls` hands out no new transport
+        (a close during the handshake already ended this connection)."""
+
     # -- the receiver ------------------------------------------------------------
 
     def _new_cancel_scope(self) -> Any:

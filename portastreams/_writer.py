@@ -14,7 +14,7 @@ import ssl
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 from anyio.abc import ByteSendStream
@@ -46,6 +46,26 @@ class FlowControl(Protocol):
 
     @property
     def extra_attributes(self) -> Any: ...
+
+
+class TLSUpgrade(FlowControl, Protocol):
+    """A protocol object that can switch its connection to TLS (``start_tls``).
+
+    ``_start_tls`` returns the transport that carries the connection from then
+    on, or ``None`` when the same one does. The writer calls
+    ``_abandon_tls(transport)`` with a transport it was handed after this side
+    closed the connection during the handshake.
+    """
+
+    async def _start_tls(
+        self,
+        sslcontext: ssl.SSLContext,
+        *,
+        server_hostname: str | None,
+        ssl_handshake_timeout: float | None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> Any: ...
+    def _abandon_tls(self, transport: Any) -> None: ...
 
 
 def _is_bytes_type(data: object) -> bool:
@@ -286,11 +306,11 @@ class StreamWriter(ByteSendStream):
             raise TypeError(
                 f"sslcontext must be an ssl.SSLContext, not {type(sslcontext).__name__}"
             )
-        upgrade = getattr(self._protocol, "_start_tls", None)
-        if upgrade is None:
+        if not hasattr(self._protocol, "_start_tls"):  # asyncio's own protocols
             raise NotImplementedError(
                 f"start_tls() is not supported on {type(self._transport).__name__}"
             )
+        protocol = cast("TLSUpgrade", self._protocol)
         await self.drain()
         # Bytes written from here until the handshake is done wait, and are
         # sent encrypted after it (asyncio's writer would send them in plain
@@ -298,7 +318,7 @@ class StreamWriter(ByteSendStream):
         plain_transport = self._transport
         hold = self._transport = _WritesHeldForTLS(plain_transport)
         try:
-            new_transport = await upgrade(
+            new_transport = await protocol._start_tls(
                 sslcontext,
                 server_hostname=server_hostname,
                 ssl_handshake_timeout=ssl_handshake_timeout,
@@ -310,8 +330,7 @@ class StreamWriter(ByteSendStream):
             # Closed by this side meanwhile: the handshake did not finish for
             # the connection's user (a loop may still hand out a transport).
             if new_transport is not None:
-                # (Only the loop's own start_tls hands one out: the native protocol.)
-                self._protocol._abandon_tls(new_transport)  # type: ignore[attr-defined]
+                protocol._abandon_tls(new_transport)
             raise ConnectionResetError("Connection lost")
         if new_transport is not None:
             # asyncio hands out a new transport for the TLS layer.

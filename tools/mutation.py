@@ -73,6 +73,7 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_buffer_edges.py",
         "tests/test_contract_edges.py",
         "tests/test_tls.py",
+        "tests/test_faults_differential.py",
     ),
     "_transport": (
         "tests/test_transport_edges.py",
