@@ -104,10 +104,7 @@ class BufferedWriter:
         return self._closing
 
     async def flush(self) -> None:
-        if self._pending:
-            data = bytes(self._pending)
-            self._pending.clear()
-            await self._stream.send_all(data)
+        await self.drain()
 
 
 class TrioServing:
