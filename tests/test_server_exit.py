@@ -149,6 +149,35 @@ class Shutdown(BaseException):
     """Not an ``Exception``: what a handler must not swallow for the server."""
 
 
+async def serve_two_clients(
+    handler: Callable[[StreamReader, StreamWriter], Awaitable[None]],
+    second_may_connect: anyio.Event,
+) -> pytest.ExceptionInfo[BaseExceptionGroup[BaseException]]:
+    """Serve ``handler``, connect two clients (the second once
+    ``second_may_connect`` is set) and wait until the server fails; return
+    what comes out of its ``async with`` (an exception group)."""
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    writers: list[StreamWriter] = []
+
+    async def serve() -> None:
+        async with server:
+            for _ in range(2):
+                _, writer = await portastreams.open_connection("127.0.0.1", port)
+                writers.append(writer)
+                await second_may_connect.wait()
+            await anyio.sleep(60)
+
+    with anyio.fail_after(10):
+        with pytest.raises(BaseExceptionGroup) as info:
+            await serve()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+    assert server.sockets == ()
+    return info
+
+
 async def test_a_handler_base_exception_ends_the_server(anyio_backend: object) -> None:
     # As an exception escaping any task of a task group: the server stops, the
     # other handlers are cancelled, and the exception comes out of the
@@ -170,27 +199,9 @@ async def test_a_handler_base_exception_ends_the_server(anyio_backend: object) -
         await second_started.wait()
         raise Shutdown
 
-    server = await portastreams.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    writers: list[StreamWriter] = []
-
-    async def serve() -> None:
-        async with server:
-            for _ in range(2):
-                _, writer = await portastreams.open_connection("127.0.0.1", port)
-                writers.append(writer)
-                await second_started.wait()
-            await anyio.sleep(60)
-
-    with anyio.fail_after(10):
-        with pytest.raises(BaseExceptionGroup) as info:
-            await serve()
-        for writer in writers:
-            writer.close()
-            await writer.wait_closed()
-    assert info.group_contains(Shutdown)
+    raised = await serve_two_clients(handler, second_started)
+    assert raised.group_contains(Shutdown)
     assert others_cancelled.is_set()
-    assert server.sockets == ()
     await _still_serves()
 
 
@@ -282,25 +293,8 @@ async def test_a_later_base_exception_does_not_replace_the_first(
         await first_started.wait()
         raise Shutdown("first")
 
-    server = await portastreams.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    writers: list[StreamWriter] = []
-
-    async def serve() -> None:
-        async with server:
-            for _ in range(2):
-                _, writer = await portastreams.open_connection("127.0.0.1", port)
-                writers.append(writer)
-                await first_started.wait()
-            await anyio.sleep(60)
-
-    with anyio.fail_after(10):
-        with pytest.raises(BaseExceptionGroup) as info:
-            await serve()
-        for writer in writers:
-            writer.close()
-            await writer.wait_closed()
-    assert info.group_contains(Shutdown, match="^first$")
+    raised = await serve_two_clients(handler, first_started)
+    assert raised.group_contains(Shutdown, match="^first$")
 
 
 async def test_leaving_waits_for_the_last_handler_then_returns(
