@@ -450,12 +450,18 @@ async def tls_read_after_peer_left(
     return await _read_to_the_end(reader, writer)
 
 
-async def start_tls_read_after_peer_left(
-    open_: Opener, sleep: Sleeper, port: int
-) -> Observation:
+async def _ready_for_start_tls(open_: Opener, port: int) -> tuple[Any, Any]:
+    """Connect, say hello, and read the peer's go-ahead for TLS."""
     reader, writer = await open_("127.0.0.1", port)
     writer.write(b"hello")
     assert await reader.readline() == b"go ahead\n"
+    return reader, writer
+
+
+async def start_tls_read_after_peer_left(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    reader, writer = await _ready_for_start_tls(open_, port)
     await writer.start_tls(client_context(), server_hostname="localhost")
     await sleep(0.5)
     return await _read_to_the_end(reader, writer)
@@ -482,9 +488,7 @@ async def start_tls_closed_during_handshake(
     open_: Opener, sleep: Sleeper, port: int
 ) -> Observation:
     """Another task closes the writer while ``start_tls()`` waits for the peer."""
-    reader, writer = await open_("127.0.0.1", port)
-    writer.write(b"hello")
-    assert await reader.readline() == b"go ahead\n"
+    reader, writer = await _ready_for_start_tls(open_, port)
     seen: Observation = {}
 
     async def upgrade() -> None:
