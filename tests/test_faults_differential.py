@@ -208,11 +208,23 @@ def peer_start_tls_send_then_close_notify(conn: socket.socket) -> None:
 def peer_tls_corrupt_record(conn: socket.socket) -> None:
     """A line over TLS, then a record that fails its integrity check."""
     with server_context().wrap_socket(conn, server_side=True) as tls:
-        tls.sendall(b"hello\n")
-        time.sleep(0.3)  # apart: asyncio drops the line if both come at once
-        with socket.socket(fileno=os.dup(tls.fileno())) as raw:
-            raw.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
-        time.sleep(0.5)
+        _send_then_corrupt_record(tls)
+
+
+def peer_start_tls_corrupt_record(conn: socket.socket) -> None:
+    """``peer_tls_corrupt_record`` after a plain-text go-ahead (STARTTLS)."""
+    conn.recv(5)  # "hello"
+    conn.sendall(b"go ahead\n")
+    with server_context().wrap_socket(conn, server_side=True) as tls:
+        _send_then_corrupt_record(tls)
+
+
+def _send_then_corrupt_record(tls: ssl.SSLSocket) -> None:
+    tls.sendall(b"hello\n")
+    time.sleep(0.3)  # apart: asyncio drops the line if both come at once
+    with socket.socket(fileno=os.dup(tls.fileno())) as raw:
+        raw.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))
+    time.sleep(0.5)
 
 
 def peer_plain_then_silent_handshake(conn: socket.socket) -> None:
@@ -471,6 +483,18 @@ async def tls_corrupt_record(open_: Opener, sleep: Sleeper, port: int) -> Observ
     reader, writer = await open_(
         "127.0.0.1", port, ssl=client_context(), server_hostname="localhost"
     )
+    return await _read_past_a_corrupt_record(reader, writer)
+
+
+async def start_tls_corrupt_record(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    reader, writer = await _ready_for_start_tls(open_, port)
+    await writer.start_tls(client_context(), server_hostname="localhost")
+    return await _read_past_a_corrupt_record(reader, writer)
+
+
+async def _read_past_a_corrupt_record(reader: Any, writer: Any) -> Observation:
     seen: Observation = {"line": await reader.readline()}
     try:
         seen["read"] = ("returned", await reader.read())
@@ -573,6 +597,10 @@ SCENARIOS: dict[str, tuple[Callable[[socket.socket], None], Any]] = {
         start_tls_read_after_peer_left,
     ),
     "tls-corrupt-record": (peer_tls_corrupt_record, tls_corrupt_record),
+    "start-tls-corrupt-record": (
+        peer_start_tls_corrupt_record,
+        start_tls_corrupt_record,
+    ),
     "start-tls-closed-during-handshake": (
         peer_plain_then_silent_handshake,
         start_tls_closed_during_handshake,

@@ -454,6 +454,50 @@ async def test_start_tls_midstream_keeps_buffered_plaintext(
     ] == []
 
 
+async def test_closing_while_a_server_start_tls_waits_is_connection_lost(
+    server_context: ssl.SSLContext,
+) -> None:
+    """A handler closes its writer while its ``start_tls()`` waits for a client
+    that never starts the handshake: ``start_tls()`` raises
+    ``ConnectionResetError('Connection lost')`` (as on the client side, see
+    docs/porting.rst), the handler's reads end, and the client sees EOF."""
+    seen: dict[str, object] = {}
+
+    async def handler(reader: StreamReader, writer: StreamWriter) -> None:
+        assert await reader.readline() == b"STARTTLS\n"
+        writer.write(b"OK\n")
+
+        async def upgrade() -> None:
+            try:
+                await writer.start_tls(server_context)
+            except ConnectionResetError as exc:
+                seen["start_tls"] = repr(exc)
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(upgrade)
+            await anyio.sleep(0.2)
+            writer.close()
+        await writer.wait_closed()
+        seen["read"] = await reader.read()
+
+    with anyio.fail_after(TEST_TIMEOUT):
+        server = await portastreams.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            reader, writer = await portastreams.open_connection(
+                "127.0.0.1", port_of(server)
+            )
+            async with closing(writer):
+                writer.write(b"STARTTLS\n")
+                assert await reader.readline() == b"OK\n"
+                # No handshake from here: the server's ClientHello wait is cut
+                # short by its close. What arrives first is its EOF.
+                assert await reader.read() == b""
+    assert seen == {
+        "start_tls": repr(ConnectionResetError("Connection lost")),
+        "read": b"",
+    }
+
+
 async def test_start_tls_handshake_timeout(client_context: ssl.SSLContext) -> None:
     """``start_tls`` against a peer that never answers gives up in time.
 
