@@ -303,13 +303,14 @@ class StreamTransport:
             try:
                 sent = sock.send(data)
             except (BlockingIOError, InterruptedError):
-                sent = 0
+                pass  # the socket is full: queue it all
             except OSError as exc:
                 self._lose_connection(exc)
                 return
-            if sent == len(data):
-                return
-            data = memoryview(data)[sent:]
+            else:
+                if sent == len(data):
+                    return
+                data = memoryview(data)[sent:]
         self._queue += data
         self._after_queue_grew()
 
@@ -700,11 +701,14 @@ class StreamTransport:
                         # Straight from the queue to the socket: no copy of
                         # the chunk, no stream layer.
                         await anyio.wait_writable(sock)
-                        try:
-                            with memoryview(queue) as view:
-                                sent = sock.send(view[:MAX_SEND_SIZE])
-                        except (BlockingIOError, InterruptedError):
-                            continue
+                        # Released on the way out, even by an error whose
+                        # traceback keeps the chunk: the queue must stay
+                        # resizable.
+                        with (
+                            memoryview(queue) as view,
+                            view[:MAX_SEND_SIZE] as chunk,
+                        ):
+                            sent = _send_some(sock, chunk)
                         del queue[:sent]
                         if self._write_paused:
                             self._maybe_resume_writing()
@@ -751,8 +755,6 @@ class StreamTransport:
             await event.wait()
 
     async def _close_stream(self) -> None:
-        if self._error is not None:
-            self._fail_reader(self._error)
         with anyio.CancelScope(shield=True):
             graceful = not self._aborted and self._error is None
             if graceful and self._tls is not None and self._tls.handshake_done:
@@ -844,10 +846,7 @@ class StreamTransport:
         view = memoryview(data)
         while view:
             await anyio.wait_writable(sock)
-            try:
-                view = view[sock.send(view) :]
-            except (BlockingIOError, InterruptedError):
-                continue
+            view = view[_send_some(sock, view) :]
 
     def _mark_closed(self) -> None:
         self._state = State.CLOSED
@@ -860,8 +859,8 @@ class StreamTransport:
             )
         if self._error is not None:
             self._fail_reader(self._error)
-        elif not self._reader._core.eof and self._reader._exception is None:
-            self._reader.feed_eof()
+        elif not self._reader._core.eof:
+            self._reader.feed_eof()  # even after a set_exception(), as asyncio
         if self._closed_event is not None:
             self._closed_event.set()
 
@@ -931,6 +930,15 @@ class StreamTransport:
             f"<StreamTransport {self._state.value} "
             f"buffer={self.get_write_buffer_size()} stream={self._stream!r}>"
         )
+
+
+def _send_some(sock: socket.socket, data: memoryview) -> int:
+    """Send what ``sock`` takes of ``data`` now; 0 if it takes nothing after
+    all (a wake-up that came before the room did)."""
+    try:
+        return sock.send(data)
+    except (BlockingIOError, InterruptedError):
+        return 0
 
 
 def _forget_raw_socket_reader(stream: ByteStream, backend: Backend) -> None:

@@ -321,6 +321,21 @@ async def reset_after_user_exception(
     return seen
 
 
+async def close_after_user_exception(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    """The program calls ``reader.set_exception()``, then closes the writer."""
+    reader, writer = await open_("127.0.0.1", port)
+    reader.set_exception(ValueError("set by the program"))
+    writer.close()
+    await writer.wait_closed()
+    return {
+        "at_eof": reader.at_eof(),
+        "exception": repr(reader.exception()),
+        "read": await outcome(reader.read()),
+    }
+
+
 async def write_until_reset(open_: Opener, sleep: Sleeper, port: int) -> Observation:
     reader, writer = await open_("127.0.0.1", port)
     writer.write(b"0123456789")
@@ -568,6 +583,10 @@ SCENARIOS: dict[str, tuple[Callable[[socket.socket], None], Any]] = {
     "peer-close": (peer_close_after_hello, state_after_peer_close),
     "peer-reset": (peer_reset_after_hello, state_after_peer_reset),
     "reset-during-writes": (peer_reset_after_reading, write_until_reset),
+    "close-after-user-exception": (
+        peer_reset_after_reading,
+        close_after_user_exception,
+    ),
     "reset-after-user-exception": (
         peer_reset_after_reading,
         partial(reset_after_user_exception, data_buffered=False),

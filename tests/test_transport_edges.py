@@ -403,15 +403,19 @@ async def test_a_failed_graceful_shutdown_is_logged_at_debug(
 
 
 class BreakableStream(ByteStream):
-    """A byte stream whose sends fail with ``BrokenResourceError`` once broken."""
+    """A byte stream whose sends fail with ``BrokenResourceError`` once
+    ``broken``, and wait forever once ``clogged`` (a peer that stopped reading)."""
 
     def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
         self.broken = False
+        self.clogged = False
 
     async def send(self, item: bytes) -> None:
         if self.broken:
             raise anyio.BrokenResourceError
+        if self.clogged:
+            await anyio.sleep_forever()
         await self._stream.send(item)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
@@ -651,7 +655,9 @@ class StubbornStream(ByteStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         with anyio.CancelScope(shield=True):
             await self.released.wait()
-        raise anyio.EndOfStream
+        # As a file-based stream closed under a receive: not a connection
+        # error, yet no bug of the connection's either.
+        raise ValueError("I/O operation on closed file")
 
     async def send_eof(self) -> None:
         pass
@@ -662,11 +668,13 @@ class StubbornStream(ByteStream):
 
 
 async def test_a_stream_that_never_finishes_closing_is_closed_by_the_backstops(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A stream whose receive ignores cancellation and whose ``aclose()``
     hangs: ``close()`` still completes, after ``CLOSE_TIMEOUT`` for the
-    receiver and again for the close, which is then forced (cancelled)."""
+    receiver and again for the close, which is then forced (cancelled). The
+    receive that fails at last, because the stream was closed under it, is
+    no error of the connection's."""
     monkeypatch.setattr(portastreams._transport, "CLOSE_TIMEOUT", 0.2)
     stream = StubbornStream()
     _, writer = portastreams.wrap_stream(stream)
@@ -679,8 +687,10 @@ async def test_a_stream_that_never_finishes_closing_is_closed_by_the_backstops(
             waited = time.monotonic() - started
     finally:
         stream.released.set()
+    await anyio.sleep(0.05)  # the receiver ends
     assert stream.closes == 2  # the graceful aclose(), then the forced one
     assert 0.35 <= waited < 2.0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
 
 
 class EndlessSocket:
@@ -853,3 +863,142 @@ async def test_a_failure_to_encrypt_what_waited_for_the_handshake_fails_the_conn
         assert writer.is_closing()
         await writer.wait_closed()
     assert raised.value is error
+
+
+# -- the program's own flow control, and failures one after another ---------------------
+
+
+async def test_the_program_may_pause_and_resume_reading_at_any_step() -> None:
+    """``transport.pause_reading()`` and ``resume_reading()`` from the program,
+    as asyncio allows: with the receiver waiting or not, once or twice in a
+    row; the data keeps flowing afterwards, in order."""
+    left, right = memory_stream_pair(1 << 20)
+    reader, writer = portastreams.wrap_stream(left)
+    transport = writer.transport
+    with anyio.fail_after(TIMEOUT):
+        transport.resume_reading()  # not paused: nothing to do
+        transport.pause_reading()
+        transport.resume_reading()  # before the receiver saw the pause
+        transport.pause_reading()
+        await right.send(b"one\n")
+        await anyio.sleep(0.05)  # the receiver waits for the resume
+        assert not transport.is_reading()
+        transport.resume_reading()
+        transport.pause_reading()
+        transport.resume_reading()  # again before the receiver saw it
+        await right.send(b"two\n")
+        assert await reader.readline() == b"one\n"
+        assert await reader.readline() == b"two\n"
+        assert transport.is_reading()
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_the_first_failure_is_the_connections_error() -> None:
+    """A second failure while the first one closes the connection (a send
+    failing after the receive did) does not replace it: reads raise the
+    first."""
+    first, second = ConnectionResetError("first"), BrokenPipeError("second")
+    left, _ = memory_stream_pair(1 << 20)
+    reader, writer = portastreams.wrap_stream(left)
+    transport = writer.transport
+    with anyio.fail_after(TIMEOUT):
+        transport._lose_connection(first)
+        transport._lose_connection(second)
+        with pytest.raises(ConnectionResetError) as raised:
+            await reader.read()
+        await writer.wait_closed()
+    assert raised.value is first
+    assert reader.exception() is first
+
+
+class RefusingSocket:
+    """Stands in for a socket on trio that is writable by its file descriptor
+    (the real socket ``fd_source``) but refuses every other ``send()`` with
+    ``BlockingIOError`` (a wake-up that came before the room did), and takes
+    at most ``most`` bytes of the others."""
+
+    def __init__(self, fd_source: socket.socket, most: int) -> None:
+        self.fd_source = fd_source
+        self.most = most
+        self.received = bytearray()
+        self.calls = 0
+
+    def fileno(self) -> int:
+        return self.fd_source.fileno()
+
+    def send(self, data: Any) -> int:
+        self.calls += 1
+        if self.calls % 2:
+            raise BlockingIOError
+        taken = bytes(data[: self.most])
+        self.received += taken
+        return len(taken)
+
+    def recv(self, size: int) -> bytes:
+        raise BlockingIOError
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_sends_the_socket_refuses_are_retried(
+    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On trio the transport sends on its socket directly; a send refused
+    right after the socket was reported writable is tried again, and every
+    byte arrives once, in order."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        fake = RefusingSocket(ours, most=100_000)
+        stream = FaultyStream()
+        monkeypatch.setattr(
+            portastreams._transport,
+            "direct_socket",
+            lambda given, backend: fake if given is stream else None,
+        )
+        data = [bytes([i]) * (i * 9_973) for i in range(1, 40)]
+        with anyio.fail_after(TIMEOUT):
+            _, writer = portastreams.wrap_stream(stream)
+            for item in data:
+                writer.write(item)
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+    assert fake.received == b"".join(data)
+
+
+async def test_a_peer_that_stops_reading_cannot_hold_up_a_tls_close() -> None:
+    """The peer stops reading just when ``close_notify`` is to be sent: the
+    close gives up after ``ssl_shutdown_timeout`` and completes."""
+    left, right = memory_stream_pair(1 << 20)
+    clogging = BreakableStream(left)
+    _, writer = portastreams.wrap_stream(clogging)
+    with anyio.fail_after(TIMEOUT):
+        peer = await start_tls_with_a_peer(writer, right, ssl_shutdown_timeout=0.2)
+        clogging.clogged = True
+        started = time.monotonic()
+        writer.close()
+        await writer.wait_closed()
+        waited = time.monotonic() - started
+        await peer.aclose()
+    assert 0.15 <= waited < 2.0
+
+
+async def test_a_tls_close_after_the_peers_close_notify_does_not_wait() -> None:
+    """The peer sends ``close_notify`` and keeps the connection: the reader
+    sees EOF, and the connection closes at once (it answers with its own
+    ``close_notify``) instead of waiting for the peer's end of stream."""
+    left, right = memory_stream_pair(1 << 20)
+    reader, writer = portastreams.wrap_stream(left)
+    with anyio.fail_after(TIMEOUT):
+        peer = await start_tls_with_a_peer(writer, right, standard_compatible=True)
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(peer.unwrap)  # close_notify; waits for ours
+            assert await reader.read() == b""
+            started = time.monotonic()
+            await writer.wait_closed()
+            waited = time.monotonic() - started
+        await right.aclose()
+    assert waited < 2.0

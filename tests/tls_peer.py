@@ -18,11 +18,15 @@ async def start_tls_with_a_peer(
     *,
     client: ssl.SSLContext | None = None,
     server: ssl.SSLContext | None = None,
+    standard_compatible: bool = False,
+    ssl_shutdown_timeout: float | None = None,
 ) -> TLSStream:
     """``writer.start_tls(client)``, with an AnyIO TLS server (``server``) at the
     other end of ``raw_peer``; returns the peer's ``TLSStream``.
 
     The contexts default to the test CA's (``certificates``).
+    ``standard_compatible`` is the peer's: whether it closes with
+    ``close_notify`` (and can ``unwrap()``).
     """
     peer: list[TLSStream] = []
 
@@ -32,11 +36,15 @@ async def start_tls_with_a_peer(
                 raw_peer,
                 server_side=True,
                 ssl_context=server or server_context(),
-                standard_compatible=False,
+                standard_compatible=standard_compatible,
             )
         )
 
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(serve_tls)
-        await writer.start_tls(client or client_context(), server_hostname="localhost")
+        await writer.start_tls(
+            client or client_context(),
+            server_hostname="localhost",
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
     return peer[0]
