@@ -706,9 +706,9 @@ class StreamTransport:
                         # resizable.
                         with (
                             memoryview(queue) as view,
-                            view[:MAX_SEND_SIZE] as chunk,
+                            view[:MAX_SEND_SIZE] as piece,
                         ):
-                            sent = _send_some(sock, chunk)
+                            sent = _send_some(sock, piece)
                         del queue[:sent]
                         if self._write_paused:
                             self._maybe_resume_writing()

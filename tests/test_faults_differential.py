@@ -266,6 +266,13 @@ def peer(behaviour: Callable[[socket.socket], None]) -> Iterator[int]:
 # -- client scripts ------------------------------------------------------------
 
 
+async def _close_whatever_happened(writer: Any) -> None:
+    """Close, and wait for the close; an error it reports is not observed."""
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+
+
 async def state_after_peer_close(
     open_: Opener, sleep: Sleeper, port: int
 ) -> Observation:
@@ -315,9 +322,7 @@ async def reset_after_user_exception(
     await sleep(0.4)
     seen = {"exception": repr(reader.exception()), "is_closing": writer.is_closing()}
     seen["read"] = await outcome(reader.read())
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    await _close_whatever_happened(writer)
     return seen
 
 
@@ -353,9 +358,7 @@ async def write_until_reset(open_: Opener, sleep: Sleeper, port: int) -> Observa
         "is_closing": writer.is_closing(),
         "exception": describe(reader.exception()),
     }
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    await _close_whatever_happened(writer)
     return seen
 
 
@@ -461,9 +464,7 @@ async def start_tls_hang_up(open_: Opener, sleep: Sleeper, port: int) -> Observa
         writer.start_tls(client_context(), server_hostname="localhost")
     )
     seen["is_closing"] = writer.is_closing()
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    await _close_whatever_happened(writer)
     return seen
 
 
@@ -517,9 +518,7 @@ async def _read_past_a_corrupt_record(reader: Any, writer: Any) -> Observation:
         seen["read"] = ("raised", describe(exc), getattr(exc, "reason", None))
     seen["exception"] = describe(reader.exception())
     seen["is_closing"] = writer.is_closing()
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    await _close_whatever_happened(writer)
     return seen
 
 
@@ -573,9 +572,7 @@ async def _read_to_the_end(reader: Any, writer: Any) -> Observation:
         "error": describe(error),
         "at_eof": reader.at_eof(),
     }
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    await _close_whatever_happened(writer)
     return seen
 
 
