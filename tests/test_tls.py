@@ -170,6 +170,21 @@ async def tcp_listener() -> tuple[SocketListener, int]:
 
 
 @asynccontextmanager
+async def a_client_of(
+    handler: Callable[[StreamReader, StreamWriter], Awaitable[None]],
+) -> AsyncIterator[tuple[StreamReader, StreamWriter]]:
+    """A plain-TCP client of a portastreams server serving ``handler``; the
+    client is closed, then the server, when the block ends."""
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    async with server:
+        reader, writer = await portastreams.open_connection(
+            "127.0.0.1", port_of(server)
+        )
+        async with closing(writer):
+            yield reader, writer
+
+
+@asynccontextmanager
 async def closing(writer: StreamWriter) -> AsyncIterator[StreamWriter]:
     """Close ``writer`` when the block ends, even when an assertion fails.
 
@@ -416,33 +431,28 @@ async def test_start_tls_midstream_keeps_buffered_plaintext(
             await writer.drain()
 
     with anyio.fail_after(TEST_TIMEOUT):
-        server = await portastreams.start_server(handler, "127.0.0.1", 0)
-        async with server:
-            reader, writer = await portastreams.open_connection(
-                "127.0.0.1", port_of(server)
-            )
-            async with closing(writer):
-                assert writer.get_extra_info("ssl_object") is None
-                assert writer.can_write_eof()
-                writer.write(b"STARTTLS\n")
-                assert await reader.readline() == b"OK\n"
+        async with a_client_of(handler) as (reader, writer):
+            assert writer.get_extra_info("ssl_object") is None
+            assert writer.can_write_eof()
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"OK\n"
 
-                await writer.start_tls(client_context, server_hostname="localhost")
+            await writer.start_tls(client_context, server_hostname="localhost")
 
-                ssl_object = writer.get_extra_info("ssl_object")
-                assert isinstance(ssl_object, ssl.SSLObject)
-                assert writer.get_extra_info("sslcontext") is client_context
-                assert not writer.can_write_eof()
-                # The plain bytes buffered before the upgrade come first, in order.
-                assert await reader.readline() == b"EXTRA-PLAINTEXT\n"
-                # The same reader and writer carry on over TLS.
-                for i in range(3):
-                    writer.write(b"msg %d\n" % i)
-                for i in range(3):
-                    assert await reader.readline() == b"secure: msg %d\n" % i
-                big = b"x" * 50_000 + b"\n"  # below the 64 KiB line limit
-                writer.write(big)
-                assert await reader.readexactly(len(big) + 8) == b"secure: " + big
+            ssl_object = writer.get_extra_info("ssl_object")
+            assert isinstance(ssl_object, ssl.SSLObject)
+            assert writer.get_extra_info("sslcontext") is client_context
+            assert not writer.can_write_eof()
+            # The plain bytes buffered before the upgrade come first, in order.
+            assert await reader.readline() == b"EXTRA-PLAINTEXT\n"
+            # The same reader and writer carry on over TLS.
+            for i in range(3):
+                writer.write(b"msg %d\n" % i)
+            for i in range(3):
+                assert await reader.readline() == b"secure: msg %d\n" % i
+            big = b"x" * 50_000 + b"\n"  # below the 64 KiB line limit
+            writer.write(big)
+            assert await reader.readexactly(len(big) + 8) == b"secure: " + big
 
     assert server_info["before"] is None
     assert isinstance(server_info["after"], ssl.SSLObject)
@@ -481,17 +491,12 @@ async def test_closing_while_a_server_start_tls_waits_is_connection_lost(
         seen["read"] = await reader.read()
 
     with anyio.fail_after(TEST_TIMEOUT):
-        server = await portastreams.start_server(handler, "127.0.0.1", 0)
-        async with server:
-            reader, writer = await portastreams.open_connection(
-                "127.0.0.1", port_of(server)
-            )
-            async with closing(writer):
-                writer.write(b"STARTTLS\n")
-                assert await reader.readline() == b"OK\n"
-                # No handshake from here: the server's ClientHello wait is cut
-                # short by its close. What arrives first is its EOF.
-                assert await reader.read() == b""
+        async with a_client_of(handler) as (reader, writer):
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"OK\n"
+            # No handshake from here: the server's ClientHello wait is cut
+            # short by its close. What arrives first is its EOF.
+            assert await reader.read() == b""
     assert seen == {
         "start_tls": repr(ConnectionResetError("Connection lost")),
         "read": b"",
@@ -720,17 +725,12 @@ async def test_get_extra_info_plain_connection_has_no_tls() -> None:
         await echo_lines(reader, writer)
 
     with anyio.fail_after(TEST_TIMEOUT):
-        server = await portastreams.start_server(handler, "127.0.0.1", 0)
-        async with server:
-            reader, writer = await portastreams.open_connection(
-                "127.0.0.1", port_of(server)
-            )
-            async with closing(writer):
-                await echo_roundtrip(reader, writer)
-                for name in TLS_INFO_NAMES:
-                    assert writer.get_extra_info(name) is None, name
-                    assert writer.get_extra_info(name, sentinel) is sentinel, name
-                assert writer.can_write_eof()
+        async with a_client_of(handler) as (reader, writer):
+            await echo_roundtrip(reader, writer)
+            for name in TLS_INFO_NAMES:
+                assert writer.get_extra_info(name) is None, name
+                assert writer.get_extra_info(name, sentinel) is sentinel, name
+            assert writer.can_write_eof()
     assert server_side == dict.fromkeys(TLS_INFO_NAMES, sentinel)
 
 
