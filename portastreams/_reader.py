@@ -173,7 +173,7 @@ class StreamReader(ByteReceiveStream):
         read raise at once), bytes that arrived before the failure are not
         lost: the error is raised when a read needs more than the buffer. An
         exception set before it is replaced, as asyncio's ``connection_lost()``
-        does.
+        does. Calling it again with the same error changes nothing.
         """
         if not self._buffer or self._exception is not None:
             self.set_exception(exc)

@@ -479,7 +479,7 @@ class StreamTransport:
             # by then the reader knows the error, as asyncio's does.
             await anyio.lowlevel.checkpoint()
             if self._error is not None:
-                self._fail_reader(self._error)
+                self._reader._connection_lost(self._error)
             self._raise_if_closing()
         if not self._write_paused:
             return
@@ -654,14 +654,17 @@ class StreamTransport:
             return
         self._tls_error = error
         ready.set()
+        if error is not None or not self._pending_plaintext:
+            return
+        # What was written during the handshake, encrypted now.
         session = self._tls
-        if error is None and session is not None and self._pending_plaintext:
-            plaintext = bytes(self._pending_plaintext)
-            self._pending_plaintext.clear()
-            try:
-                self._send_now(session.encrypt(plaintext))
-            except ssl.SSLError as exc:
-                self._lose_connection(exc)
+        assert session is not None  # (a handshake has a session)
+        plaintext = bytes(self._pending_plaintext)
+        self._pending_plaintext.clear()
+        try:
+            self._send_now(session.encrypt(plaintext))
+        except ssl.SSLError as exc:
+            self._lose_connection(exc)
 
     def _on_peer_eof(self) -> None:
         """The peer finished sending: EOF for the reader, as asyncio's transports."""
@@ -670,9 +673,8 @@ class StreamTransport:
         if session is not None and not session.handshake_done:
             # asyncio: a hang-up during the handshake is a reset.
             self._finish_handshake(ConnectionResetError())
-        if self._error is not None:
-            self._fail_reader(self._error)  # an error, not a clean end
-        elif not self._reader._core.eof:
+        if self._error is None and not self._reader._core.eof:
+            # (After a failure the reader gets the error when the close is done.)
             self._reader.feed_eof()
         if self._peer_eof_event is not None:
             self._peer_eof_event.set()
@@ -819,8 +821,7 @@ class StreamTransport:
     async def _linger(self, timeout: float) -> None:
         """Shut down writing, then give the peer ``timeout`` seconds to finish."""
         try:
-            if not self._eof_sent:
-                self._eof_sent = True
+            if not self._eof_sent:  # (the flusher is done: no more sends)
                 if self._socket is not None:
                     self._socket.shutdown(socket.SHUT_WR)
                 else:
@@ -858,7 +859,7 @@ class StreamTransport:
                 self._error or ConnectionResetError("Connection lost")
             )
         if self._error is not None:
-            self._fail_reader(self._error)
+            self._reader._connection_lost(self._error)
         elif not self._reader._core.eof:
             self._reader.feed_eof()  # even after a set_exception(), as asyncio
         if self._closed_event is not None:
@@ -883,12 +884,6 @@ class StreamTransport:
             if not data:
                 return
             self._on_received(data)
-
-    def _fail_reader(self, error: BaseException) -> None:
-        """Fail the reader with ``error``, once (later calls pass the same error)."""
-        reader = self._reader
-        if reader._exception is not error and reader._pending_error is not error:
-            reader._connection_lost(error)
 
     def _lose_connection(self, exc: BaseException) -> None:
         """The connection failed: drop what is queued, close, then fail the reader.
