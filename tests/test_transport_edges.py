@@ -713,15 +713,32 @@ async def test_a_stream_that_never_finishes_closing_is_closed_by_the_backstops(
 
 class EndlessSocket:
     """Stands in for a socket that always has more to read: ``recv()`` returns
-    a byte at once, ``receives`` times, then the end of the stream. Each
-    receive records how often ``ticker`` has run by then."""
+    a byte at once, ``receives`` times, then the end of the stream -- except
+    once, after ``dry_after`` receives, when it has nothing for a moment
+    (``BlockingIOError``; its file descriptor is ``readable``'s, which is
+    readable). Each receive records how often ``ticker`` has run by then."""
 
-    def __init__(self, receives: int, ticker: list[int]) -> None:
+    def __init__(
+        self,
+        receives: int,
+        ticker: list[int],
+        *,
+        dry_after: int,
+        readable: socket.socket,
+    ) -> None:
         self.left = receives
         self.ticker = ticker
+        self.dry_after: int | None = dry_after
+        self.readable = readable
         self.ticks_seen: list[int] = []
 
+    def fileno(self) -> int:
+        return self.readable.fileno()
+
     def recv(self, size: int) -> bytes:
+        if len(self.ticks_seen) == self.dry_after:
+            self.dry_after = None
+            raise BlockingIOError
         if not self.left:
             return b""
         self.left -= 1
@@ -741,11 +758,15 @@ async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
 ) -> None:
     """On trio the receiver reads its socket directly and feeds each receive
     at once; while the socket always has more, it still yields to other tasks
-    every ``MAX_RECEIVES_WITHOUT_YIELD`` receives."""
-    from portastreams._transport import MAX_RECEIVES_WITHOUT_YIELD
+    every ``MAX_RECEIVES_WITHOUT_YIELD`` receives, counted afresh after the
+    socket ran dry (the wait for it was a yield)."""
+    from portastreams._transport import MAX_RECEIVES_WITHOUT_YIELD as MAX
 
     ticker = [0]
-    fake = EndlessSocket(20 * MAX_RECEIVES_WITHOUT_YIELD, ticker)
+    dry_after = 2 * MAX + MAX // 2
+    readable, other_end = socket.socketpair()
+    other_end.send(b"!")
+    fake = EndlessSocket(20 * MAX, ticker, dry_after=dry_after, readable=readable)
     stream = FaultyStream()
     monkeypatch.setattr(
         portastreams._transport,
@@ -770,27 +791,22 @@ async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
 
     monkeypatch.setattr(trio.lowlevel, "checkpoint", recorded_checkpoint)
 
-    with anyio.fail_after(TIMEOUT):
+    with readable, other_end, anyio.fail_after(TIMEOUT):
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(tick)
             await checkpoint()
             reader, writer = portastreams.wrap_stream(stream)
-            assert len(await reader.read()) == 20 * MAX_RECEIVES_WITHOUT_YIELD
+            assert len(await reader.read()) == 20 * MAX
             task_group.cancel_scope.cancel()
         writer.close()
         await writer.wait_closed()
     # Where the receiver yielded:
-    assert yielded_after == list(
-        range(
-            MAX_RECEIVES_WITHOUT_YIELD,
-            len(fake.ticks_seen) + 1,
-            MAX_RECEIVES_WITHOUT_YIELD,
-        )
-    )
+    after_dry = range(dry_after + MAX, len(fake.ticks_seen) + 1, MAX)
+    assert yielded_after == [MAX, 2 * MAX, *after_dry]
     # and so the other task ran in between (trio may run it just before the
     # receiver in one batch and just after it in the next: twice as many).
     runs = [len(list(run)) for _, run in itertools.groupby(fake.ticks_seen)]
-    assert max(runs) <= 2 * MAX_RECEIVES_WITHOUT_YIELD
+    assert max(runs) <= 2 * MAX
 
 
 # -- TLS messages after the handshake ---------------------------------------------------
