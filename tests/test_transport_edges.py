@@ -459,13 +459,17 @@ async def test_transport_writes_during_the_handshake_go_out_encrypted() -> None:
     _, writer = portastreams.wrap_stream(left)
     transport = writer.transport
     with anyio.fail_after(TIMEOUT):
+        sizes: list[int] = []
         async with anyio.create_task_group() as task_group:
 
             async def write_meanwhile() -> None:
                 while writer.transport is transport:  # until start_tls() runs
                     await anyio.lowlevel.checkpoint()
+                before = transport.get_write_buffer_size()
                 transport.write(b"during ")
                 transport.write(b"the handshake\n")
+                # Held, and counted in the write buffer meanwhile.
+                sizes.append(transport.get_write_buffer_size() - before)
 
             task_group.start_soon(write_meanwhile)
             peer = await start_tls_with_a_peer(writer, right)
@@ -476,6 +480,7 @@ async def test_transport_writes_during_the_handshake_go_out_encrypted() -> None:
         await peer.aclose()
         writer.close()
         await writer.wait_closed()
+    assert sizes == [len(b"during the handshake\n")]
     assert received == b"during the handshake\nafter\n"
 
 
@@ -1115,3 +1120,30 @@ async def test_a_transport_write_after_close_is_not_sent() -> None:
         received = await receive_to_the_end(right)
         await writer.wait_closed()
     assert received == b"before"
+
+
+async def test_a_failure_reported_after_the_close_changes_nothing() -> None:
+    """A failure that reaches a transport already closed (a late report from
+    a stream) is ignored: the connection stays closed, the stream is not
+    closed again, and the reader keeps its clean end."""
+    stream = FaultyStream()
+    closes = 0
+    original_aclose = stream.aclose
+
+    async def counting_aclose() -> None:
+        nonlocal closes
+        closes += 1
+        await original_aclose()
+
+    stream.aclose = counting_aclose  # type: ignore[method-assign]
+    reader, writer = portastreams.wrap_stream(stream)
+    with anyio.fail_after(TIMEOUT):
+        writer.close()
+        await writer.wait_closed()
+        writer.transport._lose_connection(ConnectionResetError("late"))
+        await anyio.sleep(0.05)
+        await writer.wait_closed()
+    assert closes == 1
+    assert writer.is_closing()
+    assert reader.exception() is None
+    assert reader.at_eof()
