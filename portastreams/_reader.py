@@ -410,10 +410,8 @@ class StreamReader(ByteReceiveStream):
             if core.eof:
                 break
             await self._wait_for_data("readuntil")
-        SeparatorSearch.resumed(separator, offset).step(core)
-        raise AssertionError(
-            "the search raises at the limit and at EOF"
-        )  # pragma: no mutate
+        SeparatorSearch.resumed(separator, offset).step(core)  # raises
+        raise AssertionError("unreachable")  # pragma: no mutate
 
     async def _readuntil(self, search: SeparatorSearch) -> bytes:
         """Search, and wait for data, until ``search`` finds its separator."""
