@@ -14,7 +14,7 @@ import ssl
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import ByteSendStream
@@ -48,6 +48,7 @@ class FlowControl(Protocol):
     def extra_attributes(self) -> Any: ...
 
 
+@runtime_checkable
 class TLSUpgrade(FlowControl, Protocol):
     """A protocol object that can switch its connection to TLS (``start_tls``).
 
@@ -306,11 +307,11 @@ class StreamWriter(ByteSendStream):
             raise TypeError(
                 f"sslcontext must be an ssl.SSLContext, not {type(sslcontext).__name__}"
             )
-        if not hasattr(self._protocol, "_start_tls"):  # asyncio's own protocols
+        protocol = self._protocol
+        if not isinstance(protocol, TLSUpgrade):  # asyncio's own protocols
             raise NotImplementedError(
                 f"start_tls() is not supported on {type(self._transport).__name__}"
             )
-        protocol = cast("TLSUpgrade", self._protocol)
         await self.drain()
         # Bytes written from here until the handshake is done wait, and are
         # sent encrypted after it (asyncio's writer would send them in plain

@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from anyio.streams.stapled import StapledByteStream
 from anyio.streams.text import TextReceiveStream, TextSendStream
 from backends import ASYNCIO_BACKENDS, TRIO_BACKEND
+from reference import on_asyncio
 from sockets import Kind
 
 import portastreams
@@ -647,3 +648,26 @@ async def test_happy_eyeballs_delay_reaches_the_connector(
     # The first connector called is the one open_connection() chose (AnyIO's
     # connect_tcp on asyncio calls the loop's create_connection in turn).
     assert seen[0] == delay
+
+
+async def test_addresses_outlive_the_close() -> None:
+    """``peername`` and ``sockname`` still answer after ``close()``, as on
+    asyncio's streams (its transports keep them; uvloop's forget them, so the
+    writer keeps them there)."""
+
+    async def addresses_around_a_close(open_connection: Any) -> list[bool]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        with listener:
+            _, writer = await open_connection("127.0.0.1", listener.getsockname()[1])
+            before = [writer.get_extra_info(name) for name in ("peername", "sockname")]
+            writer.close()
+            await writer.wait_closed()
+            after = [writer.get_extra_info(name) for name in ("peername", "sockname")]
+        return [a == b and a is not None for a, b in zip(before, after, strict=True)]
+
+    expected = await on_asyncio(
+        lambda: addresses_around_a_close(asyncio.open_connection)
+    )
+    with anyio.fail_after(10):
+        observed = await addresses_around_a_close(portastreams.open_connection)
+    assert observed == expected == [True, True]

@@ -25,6 +25,7 @@ import pytest
 import trustme
 from anyio.abc import SocketListener
 from anyio.streams.tls import TLSStream
+from reference import on_asyncio
 from tls_peer import start_tls_with_a_peer
 
 import portastreams
@@ -946,6 +947,21 @@ async def test_write_during_start_tls_is_sent_encrypted_after_the_handshake(
                 for _ in range(3):
                     tls.sendall(b"secure: " + lines.readline())
 
+    async def asyncio_write_of_text() -> str:
+        left, right = socket.socketpair()
+        with left, right:
+            transport, _ = await asyncio.get_running_loop().create_connection(
+                asyncio.Protocol, sock=left
+            )
+            try:
+                transport.write("text")  # type: ignore[arg-type]
+            except TypeError as exc:
+                return str(exc)
+            finally:
+                transport.abort()
+        raise AssertionError("asyncio's transport took a str")
+
+    asyncio_message = await on_asyncio(asyncio_write_of_text)
     with listener, anyio.fail_after(TEST_TIMEOUT):
         async with anyio.create_task_group() as peer:
             peer.start_soon(anyio.to_thread.run_sync, slow_starttls_peer)
@@ -967,6 +983,10 @@ async def test_write_during_start_tls_is_sent_encrypted_after_the_handshake(
                     assert writer.get_extra_info("ssl_object") is None
                     writer.write(b"early\n")
                     writer.writelines([b"early ", b"too\n"])
+                    # Its transport meanwhile checks types as asyncio's does.
+                    with pytest.raises(TypeError) as raised:
+                        writer.transport.write("text")
+                    assert str(raised.value) == asyncio_message
                 assert isinstance(writer.get_extra_info("ssl_object"), ssl.SSLObject)
                 writer.write(b"after\n")
                 for line in (b"early\n", b"early too\n", b"after\n"):
