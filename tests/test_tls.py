@@ -981,8 +981,12 @@ async def test_write_during_start_tls_is_sent_encrypted_after_the_handshake(
                     )
                     await anyio.sleep(0.1)  # the handshake has begun
                     assert writer.get_extra_info("ssl_object") is None
+                    before = writer.transport.get_write_buffer_size()
                     writer.write(b"early\n")
                     writer.writelines([b"early ", b"too\n"])
+                    # Held, and counted in the write buffer meanwhile.
+                    held = writer.transport.get_write_buffer_size() - before
+                    assert held == len(b"early\nearly too\n")
                     # Its transport meanwhile checks types as asyncio's does.
                     with pytest.raises(TypeError) as raised:
                         writer.transport.write("text")

@@ -484,9 +484,11 @@ async def test_transport_writes_during_the_handshake_go_out_encrypted() -> None:
     assert received == b"during the handshake\nafter\n"
 
 
-async def test_closing_while_start_tls_waits_is_connection_lost() -> None:
-    """``close()`` while ``start_tls()`` waits for a silent peer: ``start_tls()``
-    raises ``ConnectionResetError('Connection lost')`` at once (see
+@pytest.mark.parametrize("how", ["writer.close", "transport.abort"])
+async def test_closing_while_start_tls_waits_is_connection_lost(how: str) -> None:
+    """``close()`` (or the transport's ``abort()``) while ``start_tls()``
+    waits for a silent peer: ``start_tls()`` raises
+    ``ConnectionResetError('Connection lost')`` at once (see
     docs/porting.rst), and reads end."""
     left, right = memory_stream_pair(1 << 20)  # nobody answers the ClientHello
     reader, writer = portastreams.wrap_stream(left)
@@ -504,7 +506,10 @@ async def test_closing_while_start_tls_waits_is_connection_lost() -> None:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(upgrade)
             await anyio.sleep(0.1)
-            writer.close()
+            if how == "writer.close":
+                writer.close()
+            else:
+                writer.transport.abort()
         await writer.wait_closed()
         assert await reader.read() == b""
         await right.aclose()
