@@ -474,10 +474,14 @@ def _socket_identity(path: str | None) -> tuple[int, int] | None:
 
 
 def _server_ssl_context(ssl: object) -> ssl_module.SSLContext | None:
+    """``ssl`` checked as asyncio checks it, and, where asyncio starts a server
+    that would fail every connection, refused at once (docs/porting.rst)."""
     if ssl is None:
         return None
     if isinstance(ssl, ssl_module.SSLContext):
         return ssl
+    if isinstance(ssl, bool):
+        raise TypeError("ssl argument must be an SSLContext or None")  # asyncio's
     raise TypeError(
         f"ssl argument must be an SSLContext or None, not {type(ssl).__name__}"
     )

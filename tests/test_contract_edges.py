@@ -395,6 +395,35 @@ async def test_finished_connection_is_released_by_the_server() -> None:
     assert actual == expected
 
 
+async def test_a_connection_the_server_closed_is_released_when_its_handler_ends() -> (
+    None
+):
+    """``abort_clients()`` closes a connection while its handler reads; once
+    the handler has returned, the server keeps nothing of it either."""
+    refs: list[weakref.ref[Any]] = []
+    done = anyio.Event()
+
+    async def handler(reader: Any, writer: Any) -> None:
+        refs.append(weakref.ref(writer))
+        await reader.read()  # until the server's close ends it
+        done.set()
+
+    server = await portastreams.start_server(handler, "127.0.0.1", 0)
+    async with server:
+        with socket.create_connection(server.sockets[0].getsockname()):
+            with anyio.fail_after(5):
+                while not refs:
+                    await anyio.sleep(0.01)
+                server.abort_clients()
+                await done.wait()
+                for _ in range(50):
+                    gc.collect()
+                    if refs[0]() is None:
+                        break
+                    await anyio.sleep(0.02)
+    assert refs[0]() is None
+
+
 # -- ssl_handshake_timeout must be positive ------------------------------------------
 
 
