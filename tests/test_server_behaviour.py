@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import pytest
+from backends import running_task_names
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
@@ -338,6 +339,19 @@ async def test_server_nobody_serves_warns(
         "it with 'async with server:' or 'await server.serve_forever()' "
         "(portastreams servers accept connections only while served)"
     )
+
+
+async def test_the_watchdog_ends_as_soon_as_the_server_is_served() -> None:
+    """The task that watches a server nobody serves yet ends when serving
+    starts, at once -- not at its next look a second later."""
+    server = await portastreams.start_server(idle_handler, "127.0.0.1", 0)
+    with anyio.fail_after(10):
+        await anyio.sleep(0.05)
+        assert "portastreams watchdog" in running_task_names()
+        async with server:
+            for _ in range(20):
+                await anyio.lowlevel.checkpoint()
+            assert "portastreams watchdog" not in running_task_names()
 
 
 async def test_server_nobody_serves_nor_calls_does_not_warn(

@@ -25,6 +25,7 @@ import anyio
 import anyio.streams.tls
 import pytest
 from anyio.abc import ByteStream
+from backends import running_task_names
 from reference import on_asyncio, outcome
 from tls_peer import start_tls_with_a_peer
 
@@ -267,21 +268,6 @@ async def test_lowering_the_high_water_mark_pauses_writing() -> None:
 
 
 # -- names ---------------------------------------------------------------------------
-
-
-def running_task_names() -> set[str]:
-    trio = __import__("sys").modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_run():
-        root = trio.lowlevel.current_root_task()
-        names: set[str] = set()
-        pending = [root]
-        while pending:
-            task = pending.pop()
-            names.add(task.name)
-            for nursery in task.child_nurseries:
-                pending.extend(nursery.child_tasks)
-        return names
-    return {task.get_name() for task in asyncio.all_tasks()}
 
 
 async def test_background_tasks_are_named() -> None:
