@@ -540,29 +540,48 @@ async def test_start_tls_handshake_timeout(client_context: ssl.SSLContext) -> No
 # -- handshake timeouts ---------------------------------------------------
 
 
-async def test_client_handshake_timeout(client_context: ssl.SSLContext) -> None:
-    """A server that accepts TCP but never speaks TLS: ``TimeoutError``, no leak.
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+async def test_client_handshake_timeout(
+    client_context: ssl.SSLContext, family: str, sock_dir: Path
+) -> None:
+    """A server that accepts the connection but never speaks TLS:
+    ``TimeoutError`` (asyncio's ``ConnectionAbortedError`` too) naming the
+    timeout, no leak.
 
     The listening socket is never ``accept()``-ed: the kernel completes the
-    TCP handshake from its backlog, and nothing ever answers the ClientHello.
+    connection from its backlog, and nothing ever answers the ClientHello.
     """
-    with socket.create_server(("127.0.0.1", 0)) as listening:
+    if family == "tcp":
+        listening = socket.create_server(("127.0.0.1", 0))
         port = listening.getsockname()[1]
-        with anyio.fail_after(TEST_TIMEOUT):
-            start = time.monotonic()
-            with pytest.raises(TimeoutError):
-                await portastreams.open_connection(
-                    "127.0.0.1", port, ssl=client_context, ssl_handshake_timeout=0.3
-                )
-            elapsed = time.monotonic() - start
-            assert 0.25 <= elapsed < 3
+        connect = partial(portastreams.open_connection, "127.0.0.1", port)
+    else:
+        path = str(sock_dir / "silent.sock")
+        listening = socket.socket(socket.AF_UNIX)
+        listening.bind(path)
+        listening.listen()
+        connect = partial(
+            portastreams.open_unix_connection, path, server_hostname="localhost"
+        )
+    with listening, anyio.fail_after(TEST_TIMEOUT):
+        start = time.monotonic()
+        with pytest.raises(TimeoutError) as raised:
+            await connect(ssl=client_context, ssl_handshake_timeout=0.3)
+        elapsed = time.monotonic() - start
+        assert 0.25 <= elapsed < 3
+        assert isinstance(raised.value, ConnectionAbortedError)
+        assert str(raised.value) == str(portastreams.HandshakeTimeoutError(0.3))
+        if family == "tcp":
             await assert_no_client_socket(port)
 
 
 async def test_server_handshake_timeout_drops_silent_client(
-    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+    server_context: ssl.SSLContext,
+    client_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A client that never sends a ClientHello is dropped; others are served."""
+    """A client that never sends a ClientHello is dropped (logged at DEBUG,
+    naming the timeout); others are served."""
     handled = 0
 
     async def handler(reader: StreamReader, writer: StreamWriter) -> None:
@@ -570,6 +589,7 @@ async def test_server_handshake_timeout_drops_silent_client(
         handled += 1
         await echo_lines(reader, writer)
 
+    caplog.set_level(logging.DEBUG, logger="portastreams")
     with anyio.fail_after(TEST_TIMEOUT):
         server = await portastreams.start_server(
             handler, "127.0.0.1", 0, ssl=server_context, ssl_handshake_timeout=0.5
@@ -593,6 +613,14 @@ async def test_server_handshake_timeout_drops_silent_client(
                 # The good client still works.
                 await echo_roundtrip(reader, writer)
         assert handled == 1
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("connection setup (TLS handshake) failed")
+    ] == [
+        "connection setup (TLS handshake) failed: "
+        f"{portastreams.HandshakeTimeoutError(0.5)!r}"
+    ]
 
 
 async def test_plaintext_client_does_not_disturb_tls_server(
