@@ -13,6 +13,7 @@ import hashlib
 import os
 import random
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -671,3 +672,46 @@ async def test_addresses_outlive_the_close() -> None:
     with anyio.fail_after(10):
         observed = await addresses_around_a_close(portastreams.open_connection)
     assert observed == expected == [True, True]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_event_loops_in_other_threads_receive_intact(anyio_backend: Any) -> None:
+    """Connections on asyncio receive into one buffer per thread: event loops
+    in two more threads, receiving at the same time, each get their own
+    bytes intact."""
+    payload = os.urandom(1 << 20)
+
+    def peer(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(payload)
+
+    def client_thread() -> bytes:
+        async def receive_all() -> bytes:
+            listener = socket.create_server(("127.0.0.1", 0))
+            with listener:
+                sender = threading.Thread(target=peer, args=(listener,))
+                sender.start()
+                reader, writer = await portastreams.open_connection(
+                    "127.0.0.1", listener.getsockname()[1]
+                )
+                data = await reader.read()
+                writer.close()
+                await writer.wait_closed()
+                sender.join()
+            return data
+
+        return asyncio.run(receive_all())
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as task_group:
+            results: list[bytes] = []
+
+            async def run_one() -> None:
+                results.append(await anyio.to_thread.run_sync(client_thread))
+
+            task_group.start_soon(run_one)
+            task_group.start_soon(run_one)
+    assert [hashlib.sha256(r).digest() for r in results] == [
+        hashlib.sha256(payload).digest()
+    ] * 2
