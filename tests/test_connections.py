@@ -16,6 +16,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -651,26 +652,39 @@ async def test_happy_eyeballs_delay_reaches_the_connector(
     assert seen[0] == delay
 
 
-async def test_addresses_outlive_the_close() -> None:
+@pytest.mark.parametrize("family", ["tcp", "unix", "unix-sock"])
+async def test_addresses_outlive_the_close(family: str, sock_dir: Path) -> None:
     """``peername`` and ``sockname`` still answer after ``close()``, as on
-    asyncio's streams (its transports keep them; uvloop's forget them, so the
-    writer keeps them there)."""
+    asyncio's streams (its transports keep them; uvloop's transport over a
+    given Unix socket fails there, so the writer keeps them on uvloop)."""
 
-    async def addresses_around_a_close(open_connection: Any) -> list[bool]:
-        listener = socket.create_server(("127.0.0.1", 0))
+    async def addresses_around_a_close(library: Any) -> list[bool]:
+        if family == "tcp":
+            listener = socket.create_server(("127.0.0.1", 0))
+            connect = partial(
+                library.open_connection, "127.0.0.1", listener.getsockname()[1]
+            )
+        else:
+            path = str(sock_dir / f"{library.__name__}.sock")
+            listener = socket.socket(socket.AF_UNIX)
+            listener.bind(path)
+            listener.listen()
+            connect = partial(library.open_unix_connection, path)
+            if family == "unix-sock":
+                given = socket.socket(socket.AF_UNIX)
+                given.connect(path)
+                connect = partial(library.open_unix_connection, sock=given)
         with listener:
-            _, writer = await open_connection("127.0.0.1", listener.getsockname()[1])
+            _, writer = await connect()
             before = [writer.get_extra_info(name) for name in ("peername", "sockname")]
             writer.close()
             await writer.wait_closed()
             after = [writer.get_extra_info(name) for name in ("peername", "sockname")]
         return [a == b and a is not None for a, b in zip(before, after, strict=True)]
 
-    expected = await on_asyncio(
-        lambda: addresses_around_a_close(asyncio.open_connection)
-    )
+    expected = await on_asyncio(lambda: addresses_around_a_close(asyncio))
     with anyio.fail_after(10):
-        observed = await addresses_around_a_close(portastreams.open_connection)
+        observed = await addresses_around_a_close(portastreams)
     assert observed == expected == [True, True]
 
 

@@ -13,6 +13,7 @@ import os
 import socket
 import ssl
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
@@ -1023,6 +1024,55 @@ async def test_write_during_start_tls_is_sent_encrypted_after_the_handshake(
                 writer.write(b"after\n")
                 for line in (b"early\n", b"early too\n", b"after\n"):
                     assert await reader.readline() == b"secure: " + line
+
+
+@pytest.mark.parametrize("how", ["writer.close", "transport.abort"])
+async def test_closing_while_a_client_start_tls_waits_is_connection_lost(
+    client_context: ssl.SSLContext, how: str
+) -> None:
+    """``close()``, or the transport's ``abort()``, while ``start_tls()`` waits
+    for a peer that never answers the ClientHello, on the connection's own
+    path (the event loop's ``start_tls`` on asyncio and uvloop): ``start_tls()``
+    raises ``ConnectionResetError('Connection lost')`` and reads end (see
+    docs/porting.rst)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TEST_TIMEOUT)
+    peer_done = threading.Event()
+
+    def silent_starttls_peer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(9)
+            conn.sendall(b"OK\n")
+            peer_done.wait(TEST_TIMEOUT)
+
+    errors: list[str] = []
+    with listener, anyio.fail_after(TEST_TIMEOUT):
+        async with anyio.create_task_group() as peer:
+            peer.start_soon(anyio.to_thread.run_sync, silent_starttls_peer)
+            reader, writer = await portastreams.open_connection(
+                "127.0.0.1", listener.getsockname()[1]
+            )
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"OK\n"
+
+            async def upgrade() -> None:
+                try:
+                    await writer.start_tls(client_context, server_hostname="localhost")
+                except ConnectionResetError as exc:
+                    errors.append(repr(exc))
+
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(upgrade)
+                await anyio.sleep(0.2)
+                if how == "writer.close":
+                    writer.close()
+                else:
+                    writer.transport.abort()
+            assert await reader.read() == b""
+            await writer.wait_closed()
+            peer_done.set()
+    assert errors == [repr(ConnectionResetError("Connection lost"))]
 
 
 # -- which engine carries TLS ---------------------------------------------------
