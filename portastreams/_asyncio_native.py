@@ -149,11 +149,6 @@ def _native_pair(
     # start with a 16-byte low-water mark.
     transport.set_write_buffer_limits()
     writer = StreamWriter(transport, protocol, reader)
-    if _running_uvloop():
-        writer._addresses = (
-            transport.get_extra_info("peername"),
-            transport.get_extra_info("sockname"),
-        )
     return reader, writer
 
 

@@ -130,11 +130,6 @@ class StreamWriter(ByteSendStream):
     is ``close()`` + ``wait_closed()``.
     """
 
-    #: Addresses read when the connection was made, which stay known after it
-    #: closes: set on uvloop only, whose closed transports fail instead of
-    #: answering (asyncio's keep them).
-    _addresses: tuple[Any, Any] | None = None  # (peername, sockname)
-
     def __init__(
         self,
         transport: Any,
@@ -263,12 +258,6 @@ class StreamWriter(ByteSendStream):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``peername``, ``sockname``, ``socket``, TLS details...; ``default`` if unknown."""
-        addresses = self._addresses
-        if addresses is not None:
-            if name == "peername":
-                return addresses[0]
-            if name == "sockname":
-                return addresses[1]
         return self._transport.get_extra_info(name, default)
 
     async def drain(self) -> None:

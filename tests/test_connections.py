@@ -655,8 +655,8 @@ async def test_happy_eyeballs_delay_reaches_the_connector(
 @pytest.mark.parametrize("family", ["tcp", "unix", "unix-sock"])
 async def test_addresses_outlive_the_close(family: str, sock_dir: Path) -> None:
     """``peername`` and ``sockname`` still answer after ``close()``, as on
-    asyncio's streams (its transports keep them; uvloop's transport over a
-    given Unix socket fails there, so the writer keeps them on uvloop)."""
+    asyncio's streams (the event loop's transports keep them, uvloop's
+    included; the portastreams transport keeps what it read at the start)."""
 
     async def addresses_around_a_close(library: Any) -> list[bool]:
         if family == "tcp":
