@@ -71,6 +71,9 @@ RECEIVE_SIZE: Final = 256 * 1024
 #: Receives in a row, from a socket that always has more, before the
 #: receiver yields to other tasks.
 MAX_RECEIVES_WITHOUT_YIELD: Final = 16
+#: Bytes the socket took straight from ``write()`` after which ``drain()``
+#: yields to other tasks once, as a trio ``send_all()`` would have.
+SENT_WITHOUT_YIELD: Final = 64 * 1024
 #: How long closing a stream may take before it is closed forcefully.
 CLOSE_TIMEOUT: Final = 30.0
 
@@ -150,6 +153,7 @@ class StreamTransport:
         "_receive_scope",
         "_receiver_done",
         "_receiving",
+        "_sent_without_yield",
         "_server_side",
         "_shutdown_timeout",
         "_socket",
@@ -187,6 +191,7 @@ class StreamTransport:
         self._peer_eof_event: anyio.Event | None = None
         # Writing.
         self._queue = bytearray()
+        self._sent_without_yield = 0
         self._in_flight = 0
         self._eof_requested = False
         self._eof_sent = False
@@ -308,6 +313,7 @@ class StreamTransport:
                 self._lose_connection(exc)
                 return
             else:
+                self._sent_without_yield += sent
                 if sent == len(data):
                     return
                 data = memoryview(data)[sent:]
@@ -482,6 +488,13 @@ class StreamTransport:
                 self._reader._connection_lost(self._error)
             self._raise_if_closing()
         if not self._write_paused:
+            if self._sent_without_yield >= SENT_WITHOUT_YIELD:
+                # The socket took it all at once, again and again: let other
+                # tasks and the event loop's I/O poll run (a write()/drain()
+                # loop would starve them, and a peer on another CPU is fed
+                # faster for it).
+                self._sent_without_yield = 0
+                await anyio.lowlevel.checkpoint()
             return
         event = anyio.Event()
         self._drain_waiters.append(event)
@@ -545,7 +558,12 @@ class StreamTransport:
                 return
             with self._new_cancel_scope() as scope:
                 self._receive_scope = scope
-                await self._receive_until_eof()
+                # (No coroutine in between: each frame of this await chain
+                # stays alive on every idle connection.)
+                if self._socket is not None:
+                    await self._receive_from_socket(self._socket)
+                else:
+                    await self._receive_from_stream()
         except Exception as exc:
             if self._aborted or self._stream_closing:
                 pass  # our own close pulled the stream from under the receiver
@@ -562,49 +580,74 @@ class StreamTransport:
             if self._receiver_done is not None:
                 self._receiver_done.set()
 
-    async def _receive_until_eof(self) -> None:
-        sock = self._socket
-        unbroken = 0
-        if sock is not None:
-            import trio
-
-            wait_readable = trio.lowlevel.wait_readable
-            checkpoint = trio.lowlevel.checkpoint
+    async def _receive_from_stream(self) -> None:
+        """The receiver over the stream's own ``receive()``."""
         while True:
             if self._read_paused:
-                event = self._read_resumed = anyio.Event()
-                if self._read_paused:
-                    await event.wait()
+                await self._wait_until_resumed()
                 continue
-            if sock is not None:
-                try:
-                    data = sock.recv(RECEIVE_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    data = None
-                if data is None:
-                    # Waited for outside the except block: there, the
-                    # exception (about 600 bytes with its traceback) would
-                    # stay alive on every idle connection.
-                    unbroken = 0
+            try:
+                data = await self._stream.receive(RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                data = b""
+            if not self._take_received(data):
+                return
+
+    async def _receive_from_socket(self, sock: socket.socket) -> None:
+        """The receiver on trio: the socket's own ``recv()``, no stream layer.
+
+        Each receive is fed at once (a reader probably waits for it). After
+        a short one the socket has probably run dry, so the receiver waits
+        for it to be readable before asking again: a refused ``recv()``
+        raises an exception, the costliest step of a request/response turn.
+        While the socket always has more, the receiver still yields to other
+        tasks every ``MAX_RECEIVES_WITHOUT_YIELD`` receives.
+        """
+        import trio
+
+        wait_readable = trio.lowlevel.wait_readable
+        checkpoint = trio.lowlevel.checkpoint
+        unbroken = 0
+        while True:
+            if self._read_paused:
+                await self._wait_until_resumed()
+                continue
+            try:
+                data = sock.recv(RECEIVE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            if data is None:
+                # Waited for outside the except block: there, the exception
+                # (about 600 bytes with its traceback) would stay alive on
+                # every idle connection.
+                unbroken = 0
+                await wait_readable(sock)
+                continue
+            if not self._take_received(data):
+                return
+            if len(data) < RECEIVE_SIZE:
+                unbroken = 0
+                if not self._read_paused:
                     await wait_readable(sock)
-                    continue
-                # Feed at once (a reader is probably waiting for these bytes);
-                # yield now and then when the socket never runs dry.
+            else:
                 unbroken += 1
                 if unbroken >= MAX_RECEIVES_WITHOUT_YIELD:
                     unbroken = 0
                     await checkpoint()
-            else:
-                try:
-                    data = await self._stream.receive(RECEIVE_SIZE)
-                except anyio.EndOfStream:
-                    data = b""
-            if not data:
-                self._on_peer_eof()
-                return
-            self._on_received(data)
-            if self._error is not None or self._state is State.CLOSED:
-                return  # the connection failed: nothing more for the reader
+
+    def _take_received(self, data: bytes) -> bool:
+        """Deliver what a receive returned (``b""``: the peer's EOF); False
+        when the receiver is done (EOF, or the connection failed)."""
+        if not data:
+            self._on_peer_eof()
+            return False
+        self._on_received(data)
+        return self._error is None and self._state is not State.CLOSED
+
+    async def _wait_until_resumed(self) -> None:
+        event = self._read_resumed = anyio.Event()
+        if self._read_paused:
+            await event.wait()
 
     def _on_received(self, data: bytes) -> None:
         session = self._tls

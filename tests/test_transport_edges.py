@@ -707,12 +707,51 @@ async def test_a_stream_that_never_finishes_closing_is_closed_by_the_backstops(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
 
 
-class EndlessSocket:
-    """Stands in for a socket that always has more to read: ``recv()`` returns
-    a byte at once, ``receives`` times, then the end of the stream -- except
-    once, after ``dry_after`` receives, when it has nothing for a moment
-    (``BlockingIOError``; its file descriptor is ``readable``'s, which is
-    readable). Each receive records how often ``ticker`` has run by then."""
+class SocketStandIn:
+    """Stands in for the socket a trio transport reads and writes directly
+    (see :func:`socket_stand_in`): its file descriptor is the real socket
+    ``fd_source``'s, so the transport's waits for readability and
+    writability work; ``recv()`` has nothing (``BlockingIOError``),
+    ``send()`` takes everything and counts it in ``sent``. Subclasses change
+    what they test."""
+
+    def __init__(self, fd_source: socket.socket) -> None:
+        self.fd_source = fd_source
+        self.sent = 0
+
+    def fileno(self) -> int:
+        return self.fd_source.fileno()
+
+    def recv(self, size: int) -> bytes:
+        raise BlockingIOError
+
+    def send(self, data: Any) -> int:
+        self.sent += len(data)
+        return len(data)
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+
+def socket_stand_in(
+    monkeypatch: pytest.MonkeyPatch, fake: SocketStandIn
+) -> tuple[portastreams.StreamReader, portastreams.StreamWriter]:
+    """A connection on trio whose transport uses ``fake`` as its socket."""
+    stream = FaultyStream()
+    monkeypatch.setattr(
+        portastreams._transport,
+        "direct_socket",
+        lambda given, backend: fake if given is stream else None,
+    )
+    return portastreams.wrap_stream(stream)
+
+
+class EndlessSocket(SocketStandIn):
+    """A socket that always has more to read: ``recv()`` fills the whole size
+    asked for at once, ``receives`` times, then the end of the stream --
+    except once, after ``dry_after`` receives, when it has nothing for a
+    moment (``BlockingIOError``; ``readable`` is readable). Each receive
+    records how often ``ticker`` has run by then."""
 
     def __init__(
         self,
@@ -722,14 +761,11 @@ class EndlessSocket:
         dry_after: int,
         readable: socket.socket,
     ) -> None:
+        super().__init__(readable)
         self.left = receives
         self.ticker = ticker
         self.dry_after: int | None = dry_after
-        self.readable = readable
         self.ticks_seen: list[int] = []
-
-    def fileno(self) -> int:
-        return self.readable.fileno()
 
     def recv(self, size: int) -> bytes:
         if len(self.ticks_seen) == self.dry_after:
@@ -739,13 +775,7 @@ class EndlessSocket:
             return b""
         self.left -= 1
         self.ticks_seen.append(self.ticker[0])
-        return b"x"
-
-    def send(self, data: bytes) -> int:
-        return len(data)
-
-    def shutdown(self, how: int) -> None:
-        pass
+        return b"x" * size
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
@@ -763,12 +793,6 @@ async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
     readable, other_end = socket.socketpair()
     other_end.send(b"!")
     fake = EndlessSocket(20 * MAX, ticker, dry_after=dry_after, readable=readable)
-    stream = FaultyStream()
-    monkeypatch.setattr(
-        portastreams._transport,
-        "direct_socket",
-        lambda given, backend: fake if given is stream else None,
-    )
 
     import trio
 
@@ -786,12 +810,14 @@ async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
             await checkpoint()
 
     monkeypatch.setattr(trio.lowlevel, "checkpoint", recorded_checkpoint)
+    # One byte per receive: every receive is a full one.
+    monkeypatch.setattr(portastreams._transport, "RECEIVE_SIZE", 1)
 
     with readable, other_end, anyio.fail_after(TIMEOUT):
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(tick)
             await checkpoint()
-            reader, writer = portastreams.wrap_stream(stream)
+            reader, writer = socket_stand_in(monkeypatch, fake)
             assert len(await reader.read()) == 20 * MAX
             task_group.cancel_scope.cancel()
         writer.close()
@@ -803,6 +829,84 @@ async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
     # receiver in one batch and just after it in the next: twice as many).
     runs = [len(list(run)) for _, run in itertools.groupby(fake.ticks_seen)]
     assert max(runs) <= 2 * MAX
+
+
+class ShortReceivesSocket(SocketStandIn):
+    """A socket that gets a few bytes at a time: each ``recv()`` returns what
+    the other end sent to the real socket behind it (short receives), and
+    refusing one raises ``BlockingIOError``, as a socket does; ``refused``
+    counts the refusals."""
+
+    def __init__(self, real: socket.socket) -> None:
+        super().__init__(real)
+        real.setblocking(False)
+        self.refused = 0
+
+    def recv(self, size: int) -> bytes:
+        try:
+            return self.fd_source.recv(size)
+        except BlockingIOError:
+            self.refused += 1
+            raise
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_after_a_short_receive_the_receiver_waits_before_asking_again(
+    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receive shorter than asked for means the socket has probably run dry:
+    the receiver waits until it is readable instead of calling ``recv()``
+    again to be refused (the exception is the costliest step of a
+    request/response turn). Nothing is missed: each message is read whole."""
+    real, other_end = socket.socketpair()
+    fake = ShortReceivesSocket(real)
+    with real, other_end, anyio.fail_after(TIMEOUT):
+        reader, writer = socket_stand_in(monkeypatch, fake)
+        for message in (b"ping\n", b"pong\n", b"last\n"):
+            other_end.send(message)
+            assert await reader.readline() == message
+            for _ in range(5):
+                await anyio.lowlevel.checkpoint()
+        other_end.shutdown(socket.SHUT_WR)
+        assert await reader.read() == b""
+        assert fake.refused == 0
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_drain_yields_once_per_high_water_of_bytes_the_socket_took_at_once(
+    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On trio ``write()`` hands data straight to the socket; when the socket
+    keeps taking everything, ``drain()`` never has to wait, and a
+    ``write()``/``drain()`` loop would starve every other task. So ``drain()``
+    yields once each time the socket has taken ``SENT_WITHOUT_YIELD`` bytes
+    since, as a trio ``send_all()`` would have; small writes (a
+    request/response turn) cost no task switch."""
+    from portastreams._transport import SENT_WITHOUT_YIELD
+
+    real, other_end = socket.socketpair()
+    fake = ShortReceivesSocket(real)
+    with real, other_end, anyio.fail_after(TIMEOUT):
+        _, writer = socket_stand_in(monkeypatch, fake)
+        chunk = b"x" * 1000
+        yielded_after = []
+        for number in range(1, 3 * SENT_WITHOUT_YIELD // len(chunk) + 1):
+            writer.write(chunk)
+            # A drain() that yields is a checkpoint: it raises the pending
+            # cancellation.
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await writer.drain()
+            if scope.cancelled_caught:
+                yielded_after.append(number * len(chunk))
+        assert fake.sent == 3 * SENT_WITHOUT_YIELD // len(chunk) * len(chunk)
+        # Chunks of 1,000 bytes: the first drain() at or past each mark.
+        step = -(-SENT_WITHOUT_YIELD // len(chunk)) * len(chunk)
+        assert yielded_after == list(range(step, fake.sent + 1, step))
+        writer.close()
+        await writer.wait_closed()
 
 
 # -- TLS messages after the handshake ---------------------------------------------------
@@ -942,20 +1046,16 @@ async def test_the_first_failure_is_the_connections_error() -> None:
     assert reader.exception() is first
 
 
-class RefusingSocket:
-    """Stands in for a socket on trio that is writable by its file descriptor
-    (the real socket ``fd_source``) but refuses every other ``send()`` with
-    ``BlockingIOError`` (a wake-up that came before the room did), and takes
-    at most ``most`` bytes of the others."""
+class RefusingSocket(SocketStandIn):
+    """A socket that is writable by its file descriptor but refuses every
+    other ``send()`` with ``BlockingIOError`` (a wake-up that came before the
+    room did), and takes at most ``most`` bytes of the others."""
 
     def __init__(self, fd_source: socket.socket, most: int) -> None:
-        self.fd_source = fd_source
+        super().__init__(fd_source)
         self.most = most
         self.received = bytearray()
         self.calls = 0
-
-    def fileno(self) -> int:
-        return self.fd_source.fileno()
 
     def send(self, data: Any) -> int:
         self.calls += 1
@@ -964,12 +1064,6 @@ class RefusingSocket:
         taken = bytes(data[: self.most])
         self.received += taken
         return len(taken)
-
-    def recv(self, size: int) -> bytes:
-        raise BlockingIOError
-
-    def shutdown(self, how: int) -> None:
-        pass
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
@@ -982,15 +1076,9 @@ async def test_sends_the_socket_refuses_are_retried(
     ours, theirs = socket.socketpair()
     with ours, theirs:
         fake = RefusingSocket(ours, most=100_000)
-        stream = FaultyStream()
-        monkeypatch.setattr(
-            portastreams._transport,
-            "direct_socket",
-            lambda given, backend: fake if given is stream else None,
-        )
         data = [bytes([i]) * (i * 9_973) for i in range(1, 40)]
         with anyio.fail_after(TIMEOUT):
-            _, writer = portastreams.wrap_stream(stream)
+            _, writer = socket_stand_in(monkeypatch, fake)
             for item in data:
                 writer.write(item)
                 await writer.drain()
