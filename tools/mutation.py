@@ -130,6 +130,7 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
         "tests/test_contract.py",
     ),
     "_asyncio_native": (
+        "tests/test_extra.py",
         "tests/test_tls.py",
         "tests/test_writer_edges.py",
         "tests/test_server_logs.py",
