@@ -21,11 +21,11 @@ import asyncio
 import socket
 import ssl
 import sys
-import threading
 from typing import Any
 
 from ._protocol import StreamReaderProtocol
 from ._reader import StreamReader
+from ._receive_buffer import thread_receive_view
 from ._tls import (
     handshake_timeout,
     native_shutdown_option,
@@ -42,41 +42,23 @@ __all__ = [
 ]
 
 
-#: How much one receive may bring in.
+#: How much one receive may bring in: a reader that keeps up then stays below
+#: its ``2 * limit`` pause threshold, and the transport is not paused and
+#: resumed per chunk.
 RECEIVE_SIZE = 2**16
-
-_per_thread = threading.local()
-
-
-def _thread_receive_view() -> memoryview:
-    """The receive buffer shared by every connection of this thread's event loop.
-
-    Sharing is safe because a transport fills it and reports the bytes in one
-    synchronous step (``recv_into`` then ``buffer_updated``), and
-    ``buffer_updated`` copies them out at once: memory stays one buffer per
-    thread, not one per connection.
-    """
-    try:
-        view: memoryview = _per_thread.receive_view
-    except AttributeError:
-        view = _per_thread.receive_view = memoryview(bytearray(RECEIVE_SIZE))
-    return view
 
 
 class BufferedStreamReaderProtocol(StreamReaderProtocol, asyncio.BufferedProtocol):
     """The protocol of portastreams' own asyncio connections.
 
-    A ``BufferedProtocol``: the transport receives into a reusable buffer
-    (``recv_into``) instead of allocating a new ``bytes`` per receive --
-    asyncio's 256 KiB receive objects are large enough that every allocation
-    is an ``mmap``/``munmap`` pair. Receives are 64 KiB, so a reader that
-    keeps up never reaches the ``2 * limit`` pause threshold and the
-    transport is not paused and resumed per chunk.
+    A ``BufferedProtocol``: the transport receives into the thread's receive
+    buffer (:mod:`portastreams._receive_buffer`) instead of allocating a new
+    ``bytes`` per receive, as asyncio's 256 KiB receives do.
     """
 
     def __init__(self, stream_reader: StreamReader, *, server_side: bool) -> None:
         super().__init__(stream_reader, server_side=server_side)
-        self._receive_view = _thread_receive_view()
+        self._receive_view = thread_receive_view(RECEIVE_SIZE)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._receive_view

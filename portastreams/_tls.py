@@ -150,7 +150,7 @@ class TLSSession:
         self.handshake_done = True
         return True
 
-    def receive(self, ciphertext: bytes) -> None:
+    def receive(self, ciphertext: bytes | memoryview) -> None:
         """Hand ciphertext from the peer to the SSL object."""
         self._incoming.write(ciphertext)
 

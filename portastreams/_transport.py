@@ -47,6 +47,7 @@ from anyio.abc import ByteStream, SocketAttribute
 from ._backend import Backend, spawn_detached
 from ._exceptions import connection_error_from
 from ._extra import connection_extra_info, tls_extra_attributes, tls_extra_info
+from ._receive_buffer import thread_receive_view
 from ._tls import (
     HandshakeTimeoutError,
     TLSSession,
@@ -66,14 +67,12 @@ DEFAULT_HIGH_WATER: Final = 64 * 1024
 #: The most the flusher hands to one ``send()``: small enough that ``drain()``
 #: waiters see the buffer shrink, large enough to amortise the await.
 MAX_SEND_SIZE: Final = 256 * 1024
-#: How much the receiver asks for at a time.
+#: How much the receiver asks for at a time (from a socket it reads
+#: directly, into the thread's receive buffer of this size).
 RECEIVE_SIZE: Final = 256 * 1024
 #: Receives in a row, from a socket that always has more, before the
 #: receiver yields to other tasks.
 MAX_RECEIVES_WITHOUT_YIELD: Final = 16
-#: Bytes the socket took straight from ``write()`` after which ``drain()``
-#: yields to other tasks once, as a trio ``send_all()`` would have.
-SENT_WITHOUT_YIELD: Final = 64 * 1024
 #: How long closing a stream may take before it is closed forcefully.
 CLOSE_TIMEOUT: Final = 30.0
 
@@ -153,7 +152,7 @@ class StreamTransport:
         "_receive_scope",
         "_receiver_done",
         "_receiving",
-        "_sent_without_yield",
+        "_sent_since_yield",
         "_server_side",
         "_shutdown_timeout",
         "_socket",
@@ -191,7 +190,7 @@ class StreamTransport:
         self._peer_eof_event: anyio.Event | None = None
         # Writing.
         self._queue = bytearray()
-        self._sent_without_yield = 0
+        self._sent_since_yield = False
         self._in_flight = 0
         self._eof_requested = False
         self._eof_sent = False
@@ -313,7 +312,7 @@ class StreamTransport:
                 self._lose_connection(exc)
                 return
             else:
-                self._sent_without_yield += sent
+                self._sent_since_yield = True
                 if sent == len(data):
                     return
                 data = memoryview(data)[sent:]
@@ -488,12 +487,13 @@ class StreamTransport:
                 self._reader._connection_lost(self._error)
             self._raise_if_closing()
         if not self._write_paused:
-            if self._sent_without_yield >= SENT_WITHOUT_YIELD:
-                # The socket took it all at once, again and again: let other
-                # tasks and the event loop's I/O poll run (a write()/drain()
-                # loop would starve them, and a peer on another CPU is fed
-                # faster for it).
-                self._sent_without_yield = 0
+            if self._sent_since_yield:
+                # On trio, write() sent straight to the socket: be the
+                # checkpoint that trio's send_all() is. Other tasks get their
+                # turn (a write()/drain() loop would starve them), and the
+                # event loop polls before this task goes to sleep in its next
+                # read: a reply that came meanwhile is read without a wake-up.
+                self._sent_since_yield = False
                 await anyio.lowlevel.checkpoint()
             return
         event = anyio.Event()
@@ -594,38 +594,38 @@ class StreamTransport:
                 return
 
     async def _receive_from_socket(self, sock: socket.socket) -> None:
-        """The receiver on trio: the socket's own ``recv()``, no stream layer.
+        """The receiver on trio: the socket's own ``recv_into()``, no stream layer.
 
-        Each receive is fed at once (a reader probably waits for it). After
-        a short one the socket has probably run dry, so the receiver waits
-        for it to be readable before asking again: a refused ``recv()``
-        raises an exception, the costliest step of a request/response turn.
-        While the socket always has more, the receiver still yields to other
-        tasks every ``MAX_RECEIVES_WITHOUT_YIELD`` receives.
+        Each receive lands in the thread's receive buffer and is fed at once
+        (a reader probably waits for it). After a short one the socket has
+        probably run dry, so the receiver waits for it to be readable before
+        asking again: a refused receive raises an exception, the costliest
+        step of a request/response turn. While the socket always has more,
+        the receiver still yields to other tasks every
+        ``MAX_RECEIVES_WITHOUT_YIELD`` receives.
         """
         import trio
 
         wait_readable = trio.lowlevel.wait_readable
         checkpoint = trio.lowlevel.checkpoint
+        view = thread_receive_view(RECEIVE_SIZE)
+        full = len(view)
         unbroken = 0
         while True:
             if self._read_paused:
                 await self._wait_until_resumed()
                 continue
-            try:
-                data = sock.recv(RECEIVE_SIZE)
-            except (BlockingIOError, InterruptedError):
-                data = None
-            if data is None:
-                # Waited for outside the except block: there, the exception
-                # (about 600 bytes with its traceback) would stay alive on
-                # every idle connection.
+            received = _receive_into(sock, view)
+            if received is None:
+                # (Not in an except block: there, the exception -- about 600
+                # bytes with its traceback -- would stay alive on every idle
+                # connection.)
                 unbroken = 0
                 await wait_readable(sock)
                 continue
-            if not self._take_received(data):
+            if not self._take_received(view[:received]):
                 return
-            if len(data) < RECEIVE_SIZE:
+            if received < full:
                 unbroken = 0
                 if not self._read_paused:
                     await wait_readable(sock)
@@ -635,7 +635,7 @@ class StreamTransport:
                     unbroken = 0
                     await checkpoint()
 
-    def _take_received(self, data: bytes) -> bool:
+    def _take_received(self, data: bytes | memoryview) -> bool:
         """Deliver what a receive returned (``b""``: the peer's EOF); False
         when the receiver is done (EOF, or the connection failed)."""
         if not data:
@@ -649,7 +649,7 @@ class StreamTransport:
         if self._read_paused:
             await event.wait()
 
-    def _on_received(self, data: bytes) -> None:
+    def _on_received(self, data: bytes | memoryview) -> None:
         session = self._tls
         if session is None:
             if not self._reader._core.eof:
@@ -919,14 +919,15 @@ class StreamTransport:
         sock = self._socket
         if sock is None or not self._receiving or self._read_paused:
             return
+        view = thread_receive_view(RECEIVE_SIZE)
         for _ in range(64):
             try:
-                data = sock.recv(RECEIVE_SIZE)
+                received = sock.recv_into(view)
             except OSError:
                 return
-            if not data:
+            if not received:
                 return
-            self._on_received(data)
+            self._on_received(view[:received])
 
     def _lose_connection(self, exc: BaseException) -> None:
         """The connection failed: drop what is queued, close, then fail the reader.
@@ -968,6 +969,16 @@ class StreamTransport:
             f"<StreamTransport {self._state.value} "
             f"buffer={self.get_write_buffer_size()} stream={self._stream!r}>"
         )
+
+
+def _receive_into(sock: socket.socket, view: memoryview) -> int | None:
+    """How many bytes ``sock`` put into ``view`` (0 at its end), or None if it
+    has nothing now. The bytes must be copied out before anything else can
+    use the buffer."""
+    try:
+        return sock.recv_into(view)
+    except (BlockingIOError, InterruptedError):
+        return None
 
 
 def _send_some(sock: socket.socket, data: memoryview) -> int:

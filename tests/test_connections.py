@@ -689,22 +689,25 @@ async def test_addresses_outlive_the_close(family: str, sock_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_event_loops_in_other_threads_receive_intact(anyio_backend: Any) -> None:
-    """Connections on asyncio receive into one buffer per thread: event loops
-    in two more threads, receiving at the same time, each get their own
-    bytes intact."""
-    payload = os.urandom(1 << 20)
+@pytest.mark.parametrize("run", ["asyncio", "trio"])
+async def test_event_loops_in_other_threads_receive_intact(
+    anyio_backend: Any, run: str
+) -> None:
+    """Connections receive into one buffer per thread (asyncio's protocol,
+    trio's receiver): event loops in two more threads, receiving different
+    bytes at the same time, each get their own intact."""
+    payloads = [os.urandom(1 << 20), os.urandom(1 << 20)]
 
-    def peer(listener: socket.socket) -> None:
+    def peer(listener: socket.socket, payload: bytes) -> None:
         conn, _ = listener.accept()
         with conn:
             conn.sendall(payload)
 
-    def client_thread() -> bytes:
+    def client_thread(payload: bytes) -> bytes:
         async def receive_all() -> bytes:
             listener = socket.create_server(("127.0.0.1", 0))
             with listener:
-                sender = threading.Thread(target=peer, args=(listener,))
+                sender = threading.Thread(target=peer, args=(listener, payload))
                 sender.start()
                 reader, writer = await portastreams.open_connection(
                     "127.0.0.1", listener.getsockname()[1]
@@ -715,17 +718,21 @@ async def test_event_loops_in_other_threads_receive_intact(anyio_backend: Any) -
                 sender.join()
             return data
 
+        if run == "trio":
+            import trio
+
+            return trio.run(receive_all)
         return asyncio.run(receive_all())
+
+    results: dict[int, bytes] = {}
+
+    async def run_one(index: int) -> None:
+        results[index] = await anyio.to_thread.run_sync(client_thread, payloads[index])
 
     with anyio.fail_after(20):
         async with anyio.create_task_group() as task_group:
-            results: list[bytes] = []
-
-            async def run_one() -> None:
-                results.append(await anyio.to_thread.run_sync(client_thread))
-
-            task_group.start_soon(run_one)
-            task_group.start_soon(run_one)
-    assert [hashlib.sha256(r).digest() for r in results] == [
-        hashlib.sha256(payload).digest()
-    ] * 2
+            task_group.start_soon(run_one, 0)
+            task_group.start_soon(run_one, 1)
+    assert [hashlib.sha256(results[i]).digest() for i in (0, 1)] == [
+        hashlib.sha256(payload).digest() for payload in payloads
+    ]

@@ -711,7 +711,7 @@ class SocketStandIn:
     """Stands in for the socket a trio transport reads and writes directly
     (see :func:`socket_stand_in`): its file descriptor is the real socket
     ``fd_source``'s, so the transport's waits for readability and
-    writability work; ``recv()`` has nothing (``BlockingIOError``),
+    writability work; ``recv_into()`` has nothing (``BlockingIOError``),
     ``send()`` takes everything and counts it in ``sent``. Subclasses change
     what they test."""
 
@@ -722,7 +722,7 @@ class SocketStandIn:
     def fileno(self) -> int:
         return self.fd_source.fileno()
 
-    def recv(self, size: int) -> bytes:
+    def recv_into(self, buffer: memoryview) -> int:
         raise BlockingIOError
 
     def send(self, data: Any) -> int:
@@ -747,8 +747,8 @@ def socket_stand_in(
 
 
 class EndlessSocket(SocketStandIn):
-    """A socket that always has more to read: ``recv()`` fills the whole size
-    asked for at once, ``receives`` times, then the end of the stream --
+    """A socket that always has more to read: ``recv_into()`` fills the whole
+    buffer at once, ``receives`` times, then the end of the stream --
     except once, after ``dry_after`` receives, when it has nothing for a
     moment (``BlockingIOError``; ``readable`` is readable). Each receive
     records how often ``ticker`` has run by then."""
@@ -767,15 +767,16 @@ class EndlessSocket(SocketStandIn):
         self.dry_after: int | None = dry_after
         self.ticks_seen: list[int] = []
 
-    def recv(self, size: int) -> bytes:
+    def recv_into(self, buffer: memoryview) -> int:
         if len(self.ticks_seen) == self.dry_after:
             self.dry_after = None
             raise BlockingIOError
         if not self.left:
-            return b""
+            return 0
         self.left -= 1
         self.ticks_seen.append(self.ticker[0])
-        return b"x" * size
+        buffer[:] = b"x" * len(buffer)
+        return len(buffer)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
@@ -810,8 +811,11 @@ async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
             await checkpoint()
 
     monkeypatch.setattr(trio.lowlevel, "checkpoint", recorded_checkpoint)
-    # One byte per receive: every receive is a full one.
-    monkeypatch.setattr(portastreams._transport, "RECEIVE_SIZE", 1)
+    # A receive buffer of one byte: every receive is a full one.
+    one_byte = memoryview(bytearray(1))
+    monkeypatch.setattr(
+        portastreams._transport, "thread_receive_view", lambda size: one_byte
+    )
 
     with readable, other_end, anyio.fail_after(TIMEOUT):
         async with anyio.create_task_group() as task_group:
@@ -832,7 +836,7 @@ async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
 
 
 class ShortReceivesSocket(SocketStandIn):
-    """A socket that gets a few bytes at a time: each ``recv()`` returns what
+    """A socket that gets a few bytes at a time: each ``recv_into()`` takes what
     the other end sent to the real socket behind it (short receives), and
     refusing one raises ``BlockingIOError``, as a socket does; ``refused``
     counts the refusals."""
@@ -842,9 +846,9 @@ class ShortReceivesSocket(SocketStandIn):
         real.setblocking(False)
         self.refused = 0
 
-    def recv(self, size: int) -> bytes:
+    def recv_into(self, buffer: memoryview) -> int:
         try:
-            return self.fd_source.recv(size)
+            return self.fd_source.recv_into(buffer)
         except BlockingIOError:
             self.refused += 1
             raise
@@ -875,36 +879,32 @@ async def test_after_a_short_receive_the_receiver_waits_before_asking_again(
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_drain_yields_once_per_high_water_of_bytes_the_socket_took_at_once(
+async def test_drain_after_a_direct_send_is_a_checkpoint(
     anyio_backend: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On trio ``write()`` hands data straight to the socket; when the socket
-    keeps taking everything, ``drain()`` never has to wait, and a
-    ``write()``/``drain()`` loop would starve every other task. So ``drain()``
-    yields once each time the socket has taken ``SENT_WITHOUT_YIELD`` bytes
-    since, as a trio ``send_all()`` would have; small writes (a
-    request/response turn) cost no task switch."""
-    from portastreams._transport import SENT_WITHOUT_YIELD
-
+    """On trio ``write()`` hands data straight to the socket, so ``drain()``
+    seldom has to wait; after such a send it is a checkpoint all the same,
+    as trio's ``send_all()`` is (it yields, and raises a pending
+    cancellation). A ``drain()`` with nothing sent since returns at once, as
+    asyncio's, and so does one after a write that sent nothing."""
     real, other_end = socket.socketpair()
-    fake = ShortReceivesSocket(real)
+    fake = SocketStandIn(real)
+
+    async def drain_yields(writer: portastreams.StreamWriter) -> bool:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await writer.drain()
+        return scope.cancelled_caught
+
     with real, other_end, anyio.fail_after(TIMEOUT):
         _, writer = socket_stand_in(monkeypatch, fake)
-        chunk = b"x" * 1000
-        yielded_after = []
-        for number in range(1, 3 * SENT_WITHOUT_YIELD // len(chunk) + 1):
-            writer.write(chunk)
-            # A drain() that yields is a checkpoint: it raises the pending
-            # cancellation.
-            with anyio.CancelScope() as scope:
-                scope.cancel()
-                await writer.drain()
-            if scope.cancelled_caught:
-                yielded_after.append(number * len(chunk))
-        assert fake.sent == 3 * SENT_WITHOUT_YIELD // len(chunk) * len(chunk)
-        # Chunks of 1,000 bytes: the first drain() at or past each mark.
-        step = -(-SENT_WITHOUT_YIELD // len(chunk)) * len(chunk)
-        assert yielded_after == list(range(step, fake.sent + 1, step))
+        observed = []
+        for data in (b"x", b"", b"yy"):
+            writer.write(data)
+            observed.append(await drain_yields(writer))
+            observed.append(await drain_yields(writer))
+        assert observed == [True, False, False, False, True, False]
+        assert fake.sent == 3
         writer.close()
         await writer.wait_closed()
 
