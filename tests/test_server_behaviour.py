@@ -17,6 +17,7 @@ import os
 import resource
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -361,7 +362,11 @@ async def test_server_nobody_serves_nor_calls_does_not_warn(
     # connection left waiting for two checks in a row is.
     monkeypatch.setattr(server_module, "NOT_SERVING_WARNING_DELAY", 0.05)
     server = await portastreams.start_server(idle_handler, "127.0.0.1", 0)
+    started = time.monotonic()
     await anyio.sleep(0.4)
+    # Each of the watchdog's looks at the listening socket is a poll that
+    # does not wait: the event loop was never held up.
+    assert time.monotonic() - started < 0.9
     port = server.sockets[0].getsockname()[1]
     async with server:
         # Served late: a client that comes now is accepted, and nothing warns.

@@ -576,13 +576,16 @@ async def test_client_handshake_timeout(
             await assert_no_client_socket(port)
 
 
+@pytest.mark.parametrize("family", ["tcp", "unix"])
 async def test_server_handshake_timeout_drops_silent_client(
     server_context: ssl.SSLContext,
     client_context: ssl.SSLContext,
     caplog: pytest.LogCaptureFixture,
+    family: str,
+    sock_dir: Path,
 ) -> None:
     """A client that never sends a ClientHello is dropped (logged at DEBUG,
-    naming the timeout); others are served."""
+    naming the timeout); others are served. TCP and Unix servers alike."""
     handled = 0
 
     async def handler(reader: StreamReader, writer: StreamWriter) -> None:
@@ -592,17 +595,32 @@ async def test_server_handshake_timeout_drops_silent_client(
 
     caplog.set_level(logging.DEBUG, logger="portastreams")
     with anyio.fail_after(TEST_TIMEOUT):
-        server = await portastreams.start_server(
-            handler, "127.0.0.1", 0, ssl=server_context, ssl_handshake_timeout=0.5
-        )
-        port = port_of(server)
+        if family == "tcp":
+            server = await portastreams.start_server(
+                handler, "127.0.0.1", 0, ssl=server_context, ssl_handshake_timeout=0.5
+            )
+            port = port_of(server)
+            connect_silently: Any = partial(anyio.connect_tcp, "127.0.0.1", port)
+            connect = partial(
+                portastreams.open_connection, "127.0.0.1", port, ssl=client_context
+            )
+        else:
+            path = str(sock_dir / "tls.sock")
+            server = await portastreams.start_unix_server(
+                handler, path, ssl=server_context, ssl_handshake_timeout=0.5
+            )
+            connect_silently = partial(anyio.connect_unix, path)
+            connect = partial(
+                portastreams.open_unix_connection,
+                path,
+                ssl=client_context,
+                server_hostname="localhost",
+            )
         async with server:
-            silent = await anyio.connect_tcp("127.0.0.1", port)
+            silent = await connect_silently()
             start = time.monotonic()
             # Served while the silent client's handshake is pending.
-            reader, writer = await portastreams.open_connection(
-                "127.0.0.1", port, ssl=client_context
-            )
+            reader, writer = await connect()
             async with closing(writer):
                 await echo_roundtrip(reader, writer)
                 assert time.monotonic() - start < 0.5
