@@ -879,32 +879,37 @@ async def test_after_a_short_receive_the_receiver_waits_before_asking_again(
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_drain_after_a_direct_send_is_a_checkpoint(
+async def test_drain_yields_once_per_64_kib_the_socket_took_at_once(
     anyio_backend: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On trio ``write()`` hands data straight to the socket, so ``drain()``
-    seldom has to wait; after such a send it is a checkpoint all the same,
-    as trio's ``send_all()`` is (it yields, and raises a pending
-    cancellation). A ``drain()`` with nothing sent since returns at once, as
-    asyncio's, and so does one after a write that sent nothing."""
+    """On trio ``write()`` hands data straight to the socket; when the socket
+    keeps taking everything, ``drain()`` never has to wait, and a
+    ``write()``/``drain()`` loop would starve every other task. So ``drain()``
+    is a checkpoint (it yields, and raises a pending cancellation) each time
+    the socket has taken ``SENT_WITHOUT_YIELD`` bytes since, as trio's
+    ``send_all()`` would have been; small writes (a request/response turn)
+    cost no task switch, as asyncio's."""
+    from portastreams._transport import SENT_WITHOUT_YIELD
+
     real, other_end = socket.socketpair()
     fake = SocketStandIn(real)
-
-    async def drain_yields(writer: portastreams.StreamWriter) -> bool:
-        with anyio.CancelScope() as scope:
-            scope.cancel()
-            await writer.drain()
-        return scope.cancelled_caught
-
     with real, other_end, anyio.fail_after(TIMEOUT):
         _, writer = socket_stand_in(monkeypatch, fake)
-        observed = []
-        for data in (b"x", b"", b"yy"):
-            writer.write(data)
-            observed.append(await drain_yields(writer))
-            observed.append(await drain_yields(writer))
-        assert observed == [True, False, False, False, True, False]
-        assert fake.sent == 3
+        chunk = b"x" * 1000
+        yielded_after = []
+        for number in range(1, 3 * SENT_WITHOUT_YIELD // len(chunk) + 1):
+            writer.write(chunk)
+            # A drain() that yields is a checkpoint: it raises the pending
+            # cancellation.
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await writer.drain()
+            if scope.cancelled_caught:
+                yielded_after.append(number * len(chunk))
+        assert fake.sent == 3 * SENT_WITHOUT_YIELD // len(chunk) * len(chunk)
+        # Chunks of 1,000 bytes: the first drain() at or past each mark.
+        step = -(-SENT_WITHOUT_YIELD // len(chunk)) * len(chunk)
+        assert yielded_after == list(range(step, fake.sent + 1, step))
         writer.close()
         await writer.wait_closed()
 
