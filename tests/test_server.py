@@ -135,6 +135,17 @@ async def test_sockets_are_the_listening_sockets(kind: Kind, sock_dir: Path) -> 
                 assert sock.getsockname() == str(sock_dir / "server.sock")
 
 
+async def test_get_loop_is_refused_naming_why(kind: Kind, sock_dir: Path) -> None:
+    """A documented difference (docs/porting.rst): a portastreams server has
+    no event loop object to return, on any backend."""
+    with anyio.fail_after(10):
+        server, _connect = await start(kind, sock_dir, echo_handler)
+        async with server:
+            with pytest.raises(NotImplementedError) as raised:
+                server.get_loop()
+    assert str(raised.value) == "portastreams servers are not tied to an asyncio loop"
+
+
 async def test_start_serving_false(kind: Kind, sock_dir: Path) -> None:
     handled: list[bytes] = []
 
