@@ -354,7 +354,7 @@ class StreamTransport:
         if self._state is not State.OPEN or self._eof_requested:
             return
         if not self.can_write_eof():
-            raise NotImplementedError("SSL transports do not support write_eof()")
+            raise NotImplementedError  # asyncio's SSL transport's, bare
         self._eof_requested = True
         sock = self._socket
         if sock is not None and not self._flushing:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import socket
@@ -1002,6 +1003,63 @@ async def test_a_failure_to_encrypt_what_waited_for_the_handshake_fails_the_conn
         assert writer.is_closing()
         await writer.wait_closed()
     assert raised.value is error
+
+
+async def test_a_failure_to_encrypt_a_write_fails_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After the handshake, ``write()`` encrypts at once; should the TLS
+    library refuse, the connection fails with its error: reads raise it and
+    the writer is closing."""
+    import ssl
+
+    from portastreams._tls import TLSSession
+
+    error = ssl.SSLError("the SSL object broke")
+
+    def refuse(self: TLSSession, data: object) -> bytes:
+        raise error
+
+    left, right = memory_stream_pair(1 << 20)
+    reader, writer = portastreams.wrap_stream(left)
+    with anyio.fail_after(TIMEOUT):
+        peer = await start_tls_with_a_peer(writer, right)
+        monkeypatch.setattr(TLSSession, "encrypt", refuse)
+        writer.write(b"never encrypted")
+        with pytest.raises(ssl.SSLError) as raised:
+            await reader.read()
+        assert writer.is_closing()
+        await writer.wait_closed()
+        await peer.aclose()
+    assert raised.value is error
+
+
+class ResetAtShutdownSocket(SocketStandIn):
+    """A socket whose ``shutdown()`` fails: the peer reset the connection."""
+
+    error = ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    def shutdown(self, how: int) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_write_eof_the_socket_refuses_fails_the_connection(
+    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On trio ``write_eof()`` shuts the socket's write direction at once when
+    nothing is queued; if the socket says the connection is gone, that is
+    the connection's error: reads raise it."""
+    real, other_end = socket.socketpair()
+    fake = ResetAtShutdownSocket(real)
+    with real, other_end, anyio.fail_after(TIMEOUT):
+        reader, writer = socket_stand_in(monkeypatch, fake)
+        writer.write_eof()
+        with pytest.raises(ConnectionResetError) as raised:
+            await reader.read()
+        assert writer.is_closing()
+        await writer.wait_closed()
+    assert raised.value is fake.error
 
 
 # -- the program's own flow control, and failures one after another ---------------------
