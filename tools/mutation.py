@@ -168,6 +168,7 @@ STATUS: Final[dict[int | None, str]] = {
     3: "killed",  # pytest's internal error: the mutant broke the run
     37: "killed",  # caught by the type checker
     -11: "killed",  # a crash is a detected mutant
+    -6: "killed",  # so is an abort (SIGABRT)
     -9: "killed",
     5: "no tests",
     33: "no tests",
