@@ -27,7 +27,7 @@ import trustme
 from anyio.abc import SocketListener
 from anyio.streams.tls import TLSStream
 from reference import on_asyncio
-from tls_peer import start_tls_with_a_peer
+from tls_peer import close_during_start_tls, start_tls_with_a_peer
 
 import portastreams
 import portastreams.testing
@@ -1067,7 +1067,6 @@ async def test_closing_while_a_client_start_tls_waits_is_connection_lost(
             conn.sendall(b"OK\n")
             peer_done.wait(TEST_TIMEOUT)
 
-    errors: list[str] = []
     with listener, anyio.fail_after(TEST_TIMEOUT):
         async with anyio.create_task_group() as peer:
             peer.start_soon(anyio.to_thread.run_sync, silent_starttls_peer)
@@ -1077,19 +1076,9 @@ async def test_closing_while_a_client_start_tls_waits_is_connection_lost(
             writer.write(b"STARTTLS\n")
             assert await reader.readline() == b"OK\n"
 
-            async def upgrade() -> None:
-                try:
-                    await writer.start_tls(client_context, server_hostname="localhost")
-                except ConnectionResetError as exc:
-                    errors.append(repr(exc))
-
-            async with anyio.create_task_group() as task_group:
-                task_group.start_soon(upgrade)
-                await anyio.sleep(0.2)
-                if how == "writer.close":
-                    writer.close()
-                else:
-                    writer.transport.abort()
+            errors = await close_during_start_tls(
+                writer, client_context, how, after=0.2
+            )
             assert await reader.read() == b""
             await writer.wait_closed()
             peer_done.set()

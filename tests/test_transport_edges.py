@@ -28,7 +28,7 @@ import pytest
 from anyio.abc import ByteStream
 from backends import running_task_names
 from reference import on_asyncio, outcome
-from tls_peer import start_tls_with_a_peer
+from tls_peer import close_during_start_tls, start_tls_with_a_peer
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
@@ -481,28 +481,12 @@ async def test_closing_while_start_tls_waits_is_connection_lost(how: str) -> Non
     reader, writer = portastreams.wrap_stream(left)
     from certificates import client_context
 
-    errors: list[BaseException] = []
-
-    async def upgrade() -> None:
-        try:
-            await writer.start_tls(client_context(), server_hostname="localhost")
-        except ConnectionResetError as exc:
-            errors.append(exc)
-
     with anyio.fail_after(TIMEOUT):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(upgrade)
-            await anyio.sleep(0.1)
-            if how == "writer.close":
-                writer.close()
-            else:
-                writer.transport.abort()
+        errors = await close_during_start_tls(writer, client_context(), how, after=0.1)
         await writer.wait_closed()
         assert await reader.read() == b""
         await right.aclose()
-    assert [repr(error) for error in errors] == [
-        repr(ConnectionResetError("Connection lost"))
-    ]
+    assert errors == [repr(ConnectionResetError("Connection lost"))]
 
 
 WATER_MARKS: list[dict[str, int]] = [

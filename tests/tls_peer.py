@@ -48,3 +48,28 @@ async def start_tls_with_a_peer(
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
     return peer[0]
+
+
+async def close_during_start_tls(
+    writer: StreamWriter, context: ssl.SSLContext, how: str, *, after: float
+) -> list[str]:
+    """Start ``writer.start_tls(context)`` in a task, and ``after`` seconds into
+    its handshake close the connection (``how``: ``"writer.close"`` or
+    ``"transport.abort"``); return the repr of each ``ConnectionResetError``
+    the upgrade raised."""
+    errors: list[str] = []
+
+    async def upgrade() -> None:
+        try:
+            await writer.start_tls(context, server_hostname="localhost")
+        except ConnectionResetError as exc:
+            errors.append(repr(exc))
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(upgrade)
+        await anyio.sleep(after)
+        if how == "writer.close":
+            writer.close()
+        else:
+            writer.transport.abort()
+    return errors
