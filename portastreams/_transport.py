@@ -647,9 +647,9 @@ class StreamTransport:
         return self._error is None and self._state is not State.CLOSED
 
     async def _wait_until_resumed(self) -> None:
+        """Wait, while reading is paused, until ``resume_reading()``."""
         event = self._read_resumed = anyio.Event()
-        if self._read_paused:
-            await event.wait()
+        await event.wait()
 
     def _on_received(self, data: bytes | memoryview) -> None:
         session = self._tls
