@@ -689,13 +689,13 @@ async def test_addresses_outlive_the_close(family: str, sock_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@pytest.mark.parametrize("run", ["asyncio", "trio"])
+@pytest.mark.parametrize("run", ["asyncio", "uvloop", "trio"])
 async def test_event_loops_in_other_threads_receive_intact(
     anyio_backend: Any, run: str
 ) -> None:
-    """Connections receive into one buffer per thread (asyncio's protocol,
-    trio's receiver): event loops in two more threads, receiving different
-    bytes at the same time, each get their own intact."""
+    """Connections receive into one buffer per thread (the asyncio and uvloop
+    protocol, trio's receiver): event loops in two more threads, receiving
+    different bytes at the same time, each get their own intact."""
     payloads = [os.urandom(1 << 20), os.urandom(1 << 20)]
 
     def peer(listener: socket.socket, payload: bytes) -> None:
@@ -722,6 +722,10 @@ async def test_event_loops_in_other_threads_receive_intact(
             import trio
 
             return trio.run(receive_all)
+        if run == "uvloop":
+            import uvloop
+
+            return uvloop.run(receive_all())
         return asyncio.run(receive_all())
 
     results: dict[int, bytes] = {}
