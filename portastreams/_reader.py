@@ -4,8 +4,11 @@ A reader gets its bytes in one of two ways:
 
 * **feed mode** -- somebody calls :meth:`StreamReader.feed_data` /
   :meth:`~StreamReader.feed_eof` / :meth:`~StreamReader.set_exception`, as an
-  asyncio protocol does. A waiting read is woken through an AnyIO event, so a
-  fed reader works inside any backend's event loop.
+  asyncio protocol does. A waiting read is woken through an asyncio future
+  or by rescheduling its trio task, so a fed reader works inside any
+  backend's event loop. A transport may also let a read that needs more
+  receive itself (``_puller``, a plain socket on trio): it is still fed,
+  by its own task.
 * **source mode** -- the reader owns an ``anyio.abc.ByteReceiveStream`` and
   calls its ``receive()`` only when the buffer cannot answer the current read.
 
@@ -52,6 +55,14 @@ class ReadTransport(Protocol):
 
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
+
+
+class _Puller(Protocol):
+    """A transport that receives in the reading task (see :meth:`StreamReader._wait_for_data`)."""
+
+    async def _pull(self) -> None: ...
+    def _poll(self) -> None: ...
+    def _interrupt_pull(self) -> None: ...
 
 
 class _AttributeProvider(Protocol):
@@ -134,6 +145,9 @@ class StreamReader(ByteReceiveStream):
         self._pending_error: BaseException | None = None
         #: The connection whose typed attributes the reader reports.
         self._attributes: _AttributeProvider | None = None
+        #: The transport a read that needs more bytes receives from, in its
+        #: own task, instead of waiting to be fed (trio's plain sockets).
+        self._puller: _Puller | None = None
 
     # -- construction for source mode ------------------------------------
 
@@ -159,6 +173,14 @@ class StreamReader(ByteReceiveStream):
         does, even while bytes that arrived before it are still buffered
         (reads return those first; asyncio's would drop them).
         """
+        if self._puller is not None and self._pending_error is None:
+            # (Even after set_exception(): a reset replaces it, as asyncio's
+            # connection_lost() does.)
+            self._puller._poll()
+        return self._exception or self._pending_error
+
+    def _known_exception(self) -> BaseException | None:
+        """:meth:`exception`, without asking the connection for news."""
         return self._exception or self._pending_error
 
     def set_exception(self, exc: BaseException) -> None:
@@ -198,7 +220,11 @@ class StreamReader(ByteReceiveStream):
     def _wake_waiter(self, exc: BaseException | None) -> None:
         """Wake a fed read that waits, with ``exc`` to raise, or ``None``."""
         waiter = self._waiter
-        if waiter is None or waiter is _RECEIVING:
+        if waiter is None:
+            return
+        if waiter is _RECEIVING:
+            if self._puller is not None:
+                self._puller._interrupt_pull()
             return
         self._waiter = None
         if isinstance(waiter, _TaskWaiter):
@@ -231,6 +257,8 @@ class StreamReader(ByteReceiveStream):
 
     def at_eof(self) -> bool:
         """Return True if the buffer is empty and the end of the stream was seen."""
+        if self._puller is not None and not self._buffer and not self._core.eof:
+            self._puller._poll()
         return self._core.eof and not self._buffer
 
     def feed_data(self, data: bytes | bytearray | memoryview) -> None:
@@ -285,6 +313,16 @@ class StreamReader(ByteReceiveStream):
             self._paused = False
             assert self._transport is not None
             self._transport.resume_reading()
+        puller = self._puller
+        if puller is not None:
+            self._waiter = _RECEIVING
+            try:
+                await puller._pull()
+            finally:
+                self._waiter = None
+            if self._exception is not None:
+                raise self._exception  # (a fed wait is woken with it)
+            return
         if self._backend is None:
             self._backend = running_backend()
         if self._backend == "asyncio":

@@ -269,7 +269,7 @@ class StreamWriter(ByteSendStream):
         connection is lost (``ConnectionResetError`` family).
         """
         if self._reader is not None:
-            exc = self._reader.exception()
+            exc = self._reader._known_exception()
             if exc is not None:
                 raise exc
         await self._protocol._drain_helper()

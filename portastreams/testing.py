@@ -144,6 +144,17 @@ async def _eventually(condition: Callable[[], bool], what: str) -> None:
     assert condition(), f"not noticed without a read: {what}"
 
 
+def _known(reader: StreamReader) -> tuple[int, bool]:
+    """What ``reader`` has without a read: bytes buffered, and the peer's EOF.
+
+    Asked after ``exception()``, the public question that shows the peer's
+    news: a reader over a pulled socket (trio) takes what the socket has
+    when asked, where asyncio's transport reads eagerly.
+    """
+    reader.exception()
+    return len(reader._buffer), reader._core.eof
+
+
 async def _raised(awaitable: Awaitable[object], kind: type[_E]) -> _E:
     """The ``kind`` exception ``awaitable`` raises (AssertionError if none)."""
     try:
@@ -363,8 +374,7 @@ async def _peer_close_noticed(
     far_writer.write(b"last words")
     far_writer.close()
     await far_writer.wait_closed()
-    await _eventually(lambda: len(reader._buffer) == 10, "the peer's last bytes")
-    await _eventually(lambda: reader._core.eof, "the peer's close")
+    await _eventually(lambda: _known(reader) == (10, True), "the peer's last bytes")
     assert not reader.at_eof(), "at_eof() with bytes still buffered"
     assert reader.exception() is None, f"exception() {reader.exception()!r}"
     assert await reader.read() == b"last words", "bytes before the close"

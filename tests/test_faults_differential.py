@@ -162,6 +162,42 @@ def peer_clogged(conn: socket.socket) -> None:
     _reset(conn)
 
 
+def peer_reads_late(conn: socket.socket) -> None:
+    """Read nothing for a while (the client's writes back up), then everything."""
+    time.sleep(0.5)
+    while conn.recv(65536):
+        pass
+
+
+def peer_silent_until_eof(conn: socket.socket) -> None:
+    while conn.recv(65536):
+        pass
+
+
+def peer_reset_unannounced(conn: socket.socket) -> None:
+    time.sleep(0.2)
+    _reset(conn)
+
+
+#: What each peer_sends_then_reads() saw, by its port.
+PEER_SAW: dict[int, bytes | str] = {}
+
+
+def peer_sends_then_reads(conn: socket.socket) -> None:
+    """Send more than one receive, never read by the client; then report what
+    the client's close looked like: its bytes then EOF, or a reset."""
+    port = conn.getsockname()[1]
+    conn.sendall(b"u" * 100_000)
+    received = b""
+    try:
+        while chunk := conn.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        PEER_SAW[port] = "reset"
+    else:
+        PEER_SAW[port] = received
+
+
 #: What a TLS peer sends before it closes: more than one receive buffer
 #: (64 KiB) and than the reader's pause threshold, within what loopback
 #: socket buffers hold, so that the close arrives while the bytes still wait.
@@ -279,10 +315,12 @@ async def state_after_peer_close(
     reader, writer = await open_("127.0.0.1", port)
     await sleep(0.3)  # no read: what does the connection say by itself?
     seen = {
-        "buffered": len(reader._buffer),
         "at_eof before reading": reader.at_eof(),
         "exception": describe(reader.exception()),
         "is_closing": writer.is_closing(),
+        # (After the public questions: on trio they are what takes the
+        # bytes from the socket, see test_pulled_bytes_wait_in_the_socket.)
+        "buffered": len(reader._buffer),
     }
     seen["readline"] = await outcome(reader.readline())
     seen["at_eof"] = reader.at_eof()
@@ -339,6 +377,95 @@ async def close_after_user_exception(
         "exception": repr(reader.exception()),
         "read": await outcome(reader.read()),
     }
+
+
+#: More than a socket and the write buffer hold while the peer does not read.
+BACKED_UP = 4 * 1024 * 1024
+
+
+async def _read_woken_by(
+    poke: Callable[[Any], None], reader: Any, sleep: Sleeper
+) -> Any:
+    """What a ``readline()`` waiting for data returns once ``poke(reader)``."""
+    seen: list[Any] = []
+
+    async def read() -> None:
+        seen.append(await outcome(reader.readline()))
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(read)
+        await sleep(0.1)  # the read waits for the socket
+        poke(reader)
+        with anyio.move_on_after(5):
+            while not seen:
+                await sleep(0.01)
+        task_group.cancel_scope.cancel()
+    return seen[0] if seen else "still waiting"
+
+
+async def set_exception_wakes_read(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    """``set_exception()`` from another task wakes a read that waits, while a
+    backed-up write waits for room; the write still goes out whole."""
+    reader, writer = await open_("127.0.0.1", port)
+    writer.write(b"w" * BACKED_UP)
+    seen: Observation = {
+        "read": await _read_woken_by(
+            lambda r: r.set_exception(ValueError("set by the program")), reader, sleep
+        )
+    }
+    with anyio.move_on_after(10):
+        while writer.transport.get_write_buffer_size():
+            await sleep(0.01)
+    seen["write buffer"] = writer.transport.get_write_buffer_size()
+    seen["is_closing"] = writer.is_closing()
+    seen["drain"] = await outcome(writer.drain())
+    writer.close()
+    await writer.wait_closed()
+    return seen
+
+
+async def feed_eof_wakes_read(open_: Opener, sleep: Sleeper, port: int) -> Observation:
+    """``feed_eof()`` from another task ends a read that waits."""
+    reader, writer = await open_("127.0.0.1", port)
+    seen: Observation = {
+        "read": await _read_woken_by(lambda r: r.feed_eof(), reader, sleep)
+    }
+    seen["at_eof"] = reader.at_eof()
+    seen["is_closing"] = writer.is_closing()
+    writer.close()
+    await writer.wait_closed()
+    return seen
+
+
+async def reset_while_nobody_reads(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    """The peer resets while the program only waits for the connection to close."""
+    reader, writer = await open_("127.0.0.1", port)
+    seen: Observation = {"wait_closed": "still waiting"}
+    with anyio.move_on_after(5):
+        seen["wait_closed"] = await outcome(writer.wait_closed())
+    seen["exception"] = describe(reader.exception())
+    seen["is_closing"] = writer.is_closing()
+    return seen
+
+
+async def close_with_unread_bytes(
+    open_: Opener, sleep: Sleeper, port: int
+) -> Observation:
+    """The program never reads what the peer sent, writes and closes: the peer
+    gets the bytes and EOF, not a reset (the transport read them)."""
+    _reader, writer = await open_("127.0.0.1", port)
+    await sleep(0.2)  # the peer's bytes have arrived
+    writer.write(b"bye")
+    writer.close()
+    await writer.wait_closed()
+    with anyio.move_on_after(5):
+        while port not in PEER_SAW:
+            await sleep(0.01)
+    return {"peer saw": PEER_SAW.pop(port, "nothing")}
 
 
 async def write_until_reset(open_: Opener, sleep: Sleeper, port: int) -> Observation:
@@ -592,6 +719,10 @@ SCENARIOS: dict[str, tuple[Callable[[socket.socket], None], Any]] = {
         peer_reset_after_hello,
         partial(reset_after_user_exception, data_buffered=True),
     ),
+    "set-exception-wakes-read": (peer_reads_late, set_exception_wakes_read),
+    "feed-eof-wakes-read": (peer_silent_until_eof, feed_eof_wakes_read),
+    "reset-while-nobody-reads": (peer_reset_unannounced, reset_while_nobody_reads),
+    "close-with-unread-bytes": (peer_sends_then_reads, close_with_unread_bytes),
     "half-close": (peer_half_close, half_close),
     "both-directions-shut": (peer_half_close_then_stay, both_directions_shut),
     "eof-answered": (peer_answer_eof_then_stay, eof_answered),
@@ -629,6 +760,9 @@ DOCUMENTED: dict[str, dict[str, tuple[Any, Any]]] = {
     # wait_closed() never raises for a peer that left (asyncio re-raises the
     # connection error there).
     "peer-reset": {
+        "wait_closed": (("raised", "ConnectionResetError"), ("returned", None))
+    },
+    "reset-while-nobody-reads": {
         "wait_closed": (("raised", "ConnectionResetError"), ("returned", None))
     },
     # CPython's writer breaks here: its start_tls() fails with an

@@ -574,6 +574,64 @@ async def test_a_failed_send_keeps_what_the_peer_sent_before_it_left(
             await last_words_before_a_reset()
 
 
+# -- reads that pull (trio) ------------------------------------------------------------
+
+
+async def test_bytes_wait_in_a_trio_socket_until_asked_for(backend_name: str) -> None:
+    """asyncio's transport reads eagerly: the peer's bytes land in the
+    reader's buffer without a read. On trio a client's plain socket's reads
+    pull instead; the bytes wait in the socket until something asks --
+    ``at_eof()`` here, which then answers as asyncio's (the documented
+    difference: only ``_buffer`` shows it)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, anyio.fail_after(TIMEOUT):
+        reader, writer = await portastreams.open_connection(
+            "127.0.0.1", listener.getsockname()[1]
+        )
+        peer, _ = listener.accept()
+        with peer:
+            peer.sendall(b"hello\n")
+            await anyio.sleep(0.1)
+            eager = backend_name != "trio"
+            assert len(reader._buffer) == (6 if eager else 0)
+            assert not reader.at_eof()
+            assert len(reader._buffer) == 6
+        await anyio.sleep(0.1)  # the peer's close has arrived
+        assert reader._core.eof is eager
+        assert reader.exception() is None
+        assert reader._core.eof
+        assert await reader.read() == b"hello\n"
+        assert reader.at_eof()
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_server_connections_read_eagerly_on_every_backend() -> None:
+    """Server connections keep the receiver on trio too (it serves many busy
+    connections faster): the client's bytes land in the handler's buffer
+    without a read, as with asyncio's server."""
+    buffered: list[int] = []
+
+    async def handler(
+        reader: portastreams.StreamReader, writer: portastreams.StreamWriter
+    ) -> None:
+        await anyio.sleep(0.1)  # the client's bytes have arrived
+        buffered.append(len(reader._buffer))
+        assert await reader.readline() == b"hello\n"
+        writer.close()
+
+    with anyio.fail_after(TIMEOUT):
+        server = await portastreams.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await portastreams.open_connection("127.0.0.1", port)
+            writer.write(b"hello\n")
+            assert await reader.read() == b""
+            writer.close()
+            await writer.wait_closed()
+    assert buffered == [6]
+
+
 # -- which streams the transport bypasses -------------------------------------------
 
 
@@ -764,14 +822,31 @@ class EndlessSocket(SocketStandIn):
         return len(buffer)
 
 
+def reading_on(
+    mode: str, pair: tuple[portastreams.StreamReader, portastreams.StreamWriter]
+) -> tuple[portastreams.StreamReader, portastreams.StreamWriter]:
+    """``pair``, whose reads receive themselves ("pulled", the default for a
+    plain socket on trio) or are fed by a receiver task ("receiver", as
+    after ``start_tls`` or during a graceful close)."""
+    if mode == "receiver":
+        pair[1].transport._receive_eagerly()
+    return pair
+
+
+#: The two ways a transport on a trio socket receives.
+READING_MODES = pytest.mark.parametrize("mode", ["pulled", "receiver"])
+
+
 @pytest.mark.parametrize("anyio_backend", ["trio"])
+@READING_MODES
 async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
-    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+    anyio_backend: object, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On trio the receiver reads its socket directly and feeds each receive
-    at once; while the socket always has more, it still yields to other tasks
-    every ``MAX_RECEIVES_WITHOUT_YIELD`` receives, counted afresh after the
-    socket ran dry (the wait for it was a yield)."""
+    """On trio the transport reads its socket directly and feeds each receive
+    at once; while the socket always has more, the task that receives (the
+    read's own, or the receiver) still yields to other tasks every
+    ``MAX_RECEIVES_WITHOUT_YIELD`` receives, counted afresh after the socket
+    ran dry (the wait for it was a yield)."""
     from portastreams._transport import MAX_RECEIVES_WITHOUT_YIELD as MAX
 
     ticker = [0]
@@ -784,18 +859,32 @@ async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
 
     yielded_after: list[int] = []
     checkpoint = trio.lowlevel.checkpoint
+    shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
+
+    reading = [False]
+
+    def record() -> None:
+        if reading[0] and trio.lowlevel.current_task().name != ticker_name:
+            yielded_after.append(len(fake.ticks_seen))
 
     async def recorded_checkpoint() -> None:
-        if trio.lowlevel.current_task().name == "portastreams receiver":
-            yielded_after.append(len(fake.ticks_seen))
+        record()
         await checkpoint()
+
+    async def recorded_shielded_checkpoint() -> None:
+        record()
+        await shielded_checkpoint()
 
     async def tick() -> None:
         while True:
             ticker[0] += 1
             await checkpoint()
 
+    ticker_name = "ticker"
     monkeypatch.setattr(trio.lowlevel, "checkpoint", recorded_checkpoint)
+    monkeypatch.setattr(
+        trio.lowlevel, "cancel_shielded_checkpoint", recorded_shielded_checkpoint
+    )
     # A receive buffer of one byte: every receive is a full one.
     one_byte = memoryview(bytearray(1))
     monkeypatch.setattr(
@@ -804,18 +893,20 @@ async def test_a_socket_that_never_runs_dry_does_not_starve_other_tasks(
 
     with readable, other_end, anyio.fail_after(TIMEOUT):
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(tick)
+            task_group.start_soon(tick, name=ticker_name)
             await checkpoint()
-            reader, writer = socket_stand_in(monkeypatch, fake)
+            reader, writer = reading_on(mode, socket_stand_in(monkeypatch, fake))
+            reading[0] = True
             assert len(await reader.read()) == 20 * MAX
+            reading[0] = False
             task_group.cancel_scope.cancel()
         writer.close()
         await writer.wait_closed()
-    # Where the receiver yielded:
+    # Where the receiving task yielded:
     after_dry = range(dry_after + MAX, len(fake.ticks_seen) + 1, MAX)
     assert yielded_after == [MAX, 2 * MAX, *after_dry]
     # and so the other task ran in between (trio may run it just before the
-    # receiver in one batch and just after it in the next: twice as many).
+    # receiving task in one batch and just after it in the next: twice as many).
     runs = [len(list(run)) for _, run in itertools.groupby(fake.ticks_seen)]
     assert max(runs) <= 2 * MAX
 
@@ -840,17 +931,18 @@ class ShortReceivesSocket(SocketStandIn):
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
-async def test_after_a_short_receive_the_receiver_waits_before_asking_again(
-    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+@READING_MODES
+async def test_after_a_short_receive_the_transport_waits_before_asking_again(
+    anyio_backend: object, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A receive shorter than asked for means the socket has probably run dry:
-    the receiver waits until it is readable instead of calling ``recv()``
+    the next receive waits until it is readable instead of calling ``recv()``
     again to be refused (the exception is the costliest step of a
     request/response turn). Nothing is missed: each message is read whole."""
     real, other_end = socket.socketpair()
     fake = ShortReceivesSocket(real)
     with real, other_end, anyio.fail_after(TIMEOUT):
-        reader, writer = socket_stand_in(monkeypatch, fake)
+        reader, writer = reading_on(mode, socket_stand_in(monkeypatch, fake))
         for message in (b"ping\n", b"pong\n", b"last\n"):
             other_end.send(message)
             assert await reader.readline() == message
