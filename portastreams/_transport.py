@@ -243,10 +243,15 @@ class StreamTransport:
 
         Server connections keep the receiver: under many busy connections
         (redis-benchmark, 50 clients, one request each at a time) it serves
-        10-25% more requests per second than pulled reads, for reasons
-        measured but not understood (the same system calls per request,
-        each costing more); a pulled read wins on one connection's
-        request/response turn.
+        10-25% more requests per second than pulled reads, with the same
+        system calls per request. The receivers take every ready socket's
+        bytes in one scheduler batch and the handlers reply in the next, so
+        the replies leave close together; pulled reads interleave receives
+        and replies, the load generator has more often gone back to sleep
+        when a reply comes, and waking it on the other CPU (inside our
+        ``send()``) costs more (a third of the server's time instead of a
+        fifth, by ``perf``). On one connection's request/response turn the
+        pulled read wins: it saves the task switch.
         """
         if self._receiving or self._pulled or self._state is not State.OPEN:
             return
