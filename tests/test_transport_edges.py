@@ -935,10 +935,12 @@ class ShortReceivesSocket(SocketStandIn):
 async def test_after_a_short_receive_the_transport_waits_before_asking_again(
     anyio_backend: object, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A receive shorter than asked for means the socket has probably run dry:
-    the next receive waits until it is readable instead of calling ``recv()``
-    again to be refused (the exception is the costliest step of a
-    request/response turn). Nothing is missed: each message is read whole."""
+    """A receive shorter than asked for means the socket has probably run dry.
+    The receiver then waits until it is readable instead of calling
+    ``recv()`` again to be refused (the exception is the costliest step of
+    a request/response turn on one CPU); a pulled read yields first (see
+    the next test). Either way, a message already there is never refused,
+    and nothing is missed: each message is read whole."""
     real, other_end = socket.socketpair()
     fake = ShortReceivesSocket(real)
     with real, other_end, anyio.fail_after(TIMEOUT):
@@ -951,6 +953,59 @@ async def test_after_a_short_receive_the_transport_waits_before_asking_again(
         other_end.shutdown(socket.SHUT_WR)
         assert await reader.read() == b""
         assert fake.refused == 0
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_after_a_short_receive_a_pulled_read_yields_before_asking(
+    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a short receive, the next pulled read lets other tasks run once
+    (the peer too, on another CPU) before it asks the socket, and sleeps on
+    the socket only if it is refused: between two CPUs the answer has often
+    come by then, and the sleep and wake-up it spares are the costliest
+    part of a request/response turn. Each refusal is followed by a wait for
+    readability, never by another refusal."""
+    import trio
+
+    real, other_end = socket.socketpair()
+    fake = ShortReceivesSocket(real)
+    ticks = [0]
+    asked_at: list[int] = []
+    receive = fake.recv_into
+
+    def recorded_recv_into(buffer: memoryview) -> int:
+        asked_at.append(ticks[0])
+        return receive(buffer)
+
+    fake.recv_into = recorded_recv_into  # type: ignore[method-assign]
+
+    async def tick() -> None:
+        while True:
+            ticks[0] += 1
+            await trio.lowlevel.checkpoint()
+
+    async def answer_later() -> None:
+        await trio.sleep(0.05)
+        other_end.send(b"three\n")
+
+    with real, other_end, anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(tick)
+            await trio.lowlevel.checkpoint()
+            reader, writer = socket_stand_in(monkeypatch, fake)
+            other_end.send(b"one\n")
+            assert await reader.readline() == b"one\n"  # asked at once
+            other_end.send(b"two\n")
+            assert await reader.readline() == b"two\n"  # after a yield
+            assert (len(asked_at), fake.refused) == (2, 0)
+            assert asked_at[1] > asked_at[0]
+            task_group.start_soon(answer_later)
+            assert await reader.readline() == b"three\n"
+            # A yield, a refusal, a wait for readability, the answer.
+            assert (len(asked_at), fake.refused) == (4, 1)
+            task_group.cancel_scope.cancel()
         writer.close()
         await writer.wait_closed()
 
