@@ -62,7 +62,6 @@ class _Puller(Protocol):
 
     async def _pull(self) -> None: ...
     def _poll(self) -> None: ...
-    def _interrupt_pull(self) -> None: ...
 
 
 class _AttributeProvider(Protocol):
@@ -223,8 +222,11 @@ class StreamReader(ByteReceiveStream):
         if waiter is None:
             return
         if waiter is _RECEIVING:
-            if self._puller is not None:
-                self._puller._interrupt_pull()
+            # A read that receives itself: its transport wakes it (even one
+            # that handed reading to a receiver meanwhile, start_tls).
+            interrupt = getattr(self._transport, "_interrupt_pull", None)
+            if interrupt is not None:
+                interrupt()
             return
         self._waiter = None
         if isinstance(waiter, _TaskWaiter):

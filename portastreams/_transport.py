@@ -13,9 +13,9 @@ the same on every path:
   once -- ``reader.at_eof()``, ``reader.exception()``, ``writer.is_closing()``
   answer without a read -- and a socket is never closed with unread data in
   it (which would turn its close into a reset and lose the peer's data).
-* **Pulled reading** on a client's plain trio socket instead: a read that needs more
-  receives in its own task (:meth:`StreamTransport._pull`), with no
-  receiver task and no task switch. The questions above take what the
+* **Pulled reading** on a client's plain trio socket instead: a read that
+  needs more receives in its own task (:meth:`StreamTransport._pull`), with
+  no receiver task and no task switch. The questions above take what the
   socket has first (:meth:`StreamTransport._poll`), a close takes what is
   left unread, and where only a background reader sees the peer's news
   (``wait_closed()`` while open, a graceful close, ``start_tls``) a receiver
@@ -697,7 +697,7 @@ class StreamTransport:
     async def _pull(self) -> None:
         """Receive for a read that needs more bytes, in the reading task itself.
 
-        Pull mode (a plain socket on trio): one receive, fed to the reader as
+        Pull mode (a client's plain socket on trio): one receive, fed to the reader as
         the receiver feeds it -- bytes, the peer's EOF, or a failure. It
         returns once something was fed, or once the connection is closed (the
         reader then has its EOF or error). A cancelled pull consumed nothing.
