@@ -60,7 +60,7 @@ class ReadTransport(Protocol):
 class _Puller(Protocol):
     """A transport that receives in the reading task (see :meth:`StreamReader._wait_for_data`)."""
 
-    async def _pull(self) -> None: ...
+    async def _pull(self, chunk_size: int = 0) -> bytes: ...
     def _poll(self) -> None: ...
 
 
@@ -339,6 +339,18 @@ class StreamReader(ByteReceiveStream):
         waiter = self._waiter = _TaskWaiter(self, lowlevel.current_task())
         await lowlevel.wait_task_rescheduled(waiter.abort)
 
+    async def _pull_chunk(self, puller: _Puller, size: int) -> bytes:
+        """Up to ``size`` bytes straight from the socket (pull mode), or
+        ``b""`` if what came was fed instead (the peer's EOF)."""
+        self._waiter = _RECEIVING
+        try:
+            chunk = await puller._pull(size)
+        finally:
+            self._waiter = None
+        if self._exception is not None:
+            raise self._exception
+        return chunk
+
     async def _receive(self, source: ByteReceiveStream, size: int) -> bytes:
         """One ``receive()`` from the source: ``b""`` (and EOF recorded) at its end.
 
@@ -486,11 +498,17 @@ class StreamReader(ByteReceiveStream):
             self._maybe_resume_transport()
             return data
         if not self._buffer and not core.eof:
-            source = self._source
-            if source is not None and n >= self._receive_size and self._waiter is None:
+            if n >= self._receive_size and self._waiter is None:
                 # Nothing buffered and the caller takes a whole receive:
                 # hand the chunk over without copying it through the buffer.
-                return await self._receive(source, min(n, MAX_RECEIVE_SIZE))
+                source = self._source
+                if source is not None:
+                    return await self._receive(source, min(n, MAX_RECEIVE_SIZE))
+                puller = self._puller
+                if puller is not None and self._pending_error is None:
+                    chunk = await self._pull_chunk(puller, min(n, MAX_RECEIVE_SIZE))
+                    if chunk:
+                        return chunk
             while not self._buffer and not core.eof:
                 await self._wait_for_data("read")
         data = core.take(n)

@@ -694,15 +694,19 @@ class StreamTransport:
 
     # -- pull mode: reads receive in their own task --------------------------------
 
-    async def _pull(self) -> None:
+    async def _pull(self, chunk_size: int = 0) -> bytes:
         """Receive for a read that needs more bytes, in the reading task itself.
 
-        Pull mode (a client's plain socket on trio): one receive, fed to the reader as
-        the receiver feeds it -- bytes, the peer's EOF, or a failure. It
-        returns once something was fed, or once the connection is closed (the
-        reader then has its EOF or error). A cancelled pull consumed nothing.
-        No receiver task means no task switch between the socket and the
-        read, and no task per idle connection.
+        Pull mode (a client's plain socket on trio): one receive, fed to the
+        reader as the receiver feeds it -- bytes, the peer's EOF, or a
+        failure. It returns once something was fed, or once the connection is
+        closed (the reader then has its EOF or error). A cancelled pull
+        consumed nothing. No receiver task means no task switch between the
+        socket and the read, and no task per idle connection.
+
+        With ``chunk_size`` (``read(n)`` on an empty buffer), up to that many
+        bytes are returned instead of fed: one copy, as ``recv()`` makes,
+        instead of three. Otherwise, and for the peer's EOF, ``b""``.
         """
         sock = self._socket
         assert sock is not None
@@ -713,11 +717,11 @@ class StreamTransport:
                 continue
             self._pulling = True
             try:
-                received = await self._pull_from(sock, trio.lowlevel)
+                received = await self._pull_from(sock, trio.lowlevel, chunk_size)
             except trio.ClosedResourceError:
                 if self._pull_interrupted:
                     self._pull_interrupted = False
-                    return  # see _interrupt_pull()
+                    return b""  # see _interrupt_pull()
                 continue  # our own close, from another task
             except OSError as exc:
                 if self._state is State.OPEN:
@@ -729,13 +733,16 @@ class StreamTransport:
                 if done is not None:
                     self._pull_done = None
                     done.set()
-            if received:
-                return
+            if received is not None:
+                return received
         await self._wait_closed()
+        return b""
 
-    async def _pull_from(self, sock: socket.socket, lowlevel: Any) -> bool:
-        """One pull: False if the socket had nothing after all."""
-        view = thread_receive_view(RECEIVE_SIZE)
+    async def _pull_from(
+        self, sock: socket.socket, lowlevel: Any, chunk_size: int
+    ) -> bytes | None:
+        """One pull: None if the socket had nothing after all; else what
+        :meth:`_pull` returns."""
         if self._receives_without_wait < 0:
             # The last receive was short: the socket ran dry, and the answer
             # to what was sent since is on its way. Let the other tasks (and
@@ -744,13 +751,28 @@ class StreamTransport:
             # the wake-up, the costliest part of a turn between two CPUs.
             self._receives_without_wait = 0
             await lowlevel.cancel_shielded_checkpoint()
-        received = _receive_into(sock, view)
-        if received is None:
-            self._receives_without_wait = 0
-            await self._wait_readable(sock, lowlevel)
-            return False
-        self._take_received(view[:received])
-        if received < len(view):
+        result = b""
+        if chunk_size:
+            chunk = _receive(sock, chunk_size)
+            if chunk is None:
+                self._receives_without_wait = 0
+                await self._wait_readable(sock, lowlevel)
+                return None
+            if chunk and self._tls is None:
+                result = chunk
+            else:  # the peer's EOF, or (start_tls meanwhile) ciphertext
+                self._take_received(chunk)
+            received, full = len(chunk), chunk_size
+        else:
+            view = thread_receive_view(RECEIVE_SIZE)
+            received_into = _receive_into(sock, view)
+            if received_into is None:
+                self._receives_without_wait = 0
+                await self._wait_readable(sock, lowlevel)
+                return None
+            self._take_received(view[:received_into])
+            received, full = received_into, len(view)
+        if received < full:
             self._receives_without_wait = -1
         else:
             self._receives_without_wait += 1
@@ -758,7 +780,7 @@ class StreamTransport:
                 # A socket that always has more must not starve other tasks.
                 self._receives_without_wait = 0
                 await lowlevel.cancel_shielded_checkpoint()
-        return True
+        return result
 
     async def _wait_readable(self, sock: socket.socket, lowlevel: Any) -> None:
         self._pull_parked = True
@@ -1178,6 +1200,15 @@ def _receive_into(sock: socket.socket, view: memoryview) -> int | None:
     use the buffer."""
     try:
         return sock.recv_into(view)
+    except (BlockingIOError, InterruptedError):
+        return None
+
+
+def _receive(sock: socket.socket, size: int) -> bytes | None:
+    """Up to ``size`` bytes from ``sock`` (``b""`` at its end), or None if it
+    has nothing now."""
+    try:
+        return sock.recv(size)
     except (BlockingIOError, InterruptedError):
         return None
 

@@ -1010,6 +1010,58 @@ async def test_after_a_short_receive_a_pulled_read_yields_before_asking(
         await writer.wait_closed()
 
 
+class RecordingSocket(SocketStandIn):
+    """The real socket's receives, each recorded in ``calls`` as
+    ``(method, size asked for, bytes returned)``."""
+
+    def __init__(self, real: socket.socket) -> None:
+        super().__init__(real)
+        real.setblocking(False)
+        self.calls: list[tuple[str, int, int]] = []
+
+    def recv(self, size: int) -> bytes:
+        data = self.fd_source.recv(size)
+        self.calls.append(("recv", size, len(data)))
+        return data
+
+    def recv_into(self, buffer: memoryview) -> int:
+        received = self.fd_source.recv_into(buffer)
+        self.calls.append(("recv_into", len(buffer), received))
+        return received
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_large_read_on_an_empty_buffer_takes_the_receive_itself(
+    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``read(n)`` with nothing buffered and ``n`` at least a receive's worth
+    (64 KiB) returns what one ``recv(n)`` gave, never copied through the
+    reader's buffer, as trio's ``receive_some(n)`` would; a smaller read
+    receives into the buffer, which keeps the rest for the next reads. The
+    peer's EOF still ends the stream."""
+    from portastreams._transport import RECEIVE_SIZE
+
+    real, other_end = socket.socketpair()
+    fake = RecordingSocket(real)
+    payload = bytes(range(256)) * 100  # 25,600 bytes
+    with real, other_end, anyio.fail_after(TIMEOUT):
+        reader, writer = socket_stand_in(monkeypatch, fake)
+        other_end.sendall(payload)
+        assert await reader.read(100_000) == payload
+        assert fake.calls == [("recv", 100_000, len(payload))]
+        assert not reader._buffer
+        other_end.sendall(payload)
+        assert await reader.read(100) == payload[:100]
+        assert fake.calls[1:] == [("recv_into", RECEIVE_SIZE, len(payload))]
+        assert await reader.read(100_000) == payload[100:]  # from the buffer
+        other_end.shutdown(socket.SHUT_WR)
+        assert await reader.read(100_000) == b""
+        assert reader.at_eof()
+        assert fake.calls[-1] == ("recv", 100_000, 0)
+        writer.close()
+        await writer.wait_closed()
+
+
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_drain_yields_once_per_64_kib_the_socket_took_at_once(
     anyio_backend: object, monkeypatch: pytest.MonkeyPatch
