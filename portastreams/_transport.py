@@ -809,8 +809,9 @@ class StreamTransport:
         they answer as asyncio's, whose transport reads eagerly -- the peer's
         close or reset shows without a read. A failure reaches the reader at
         once (an event loop would have run asyncio's ``connection_lost()``).
+        While a read waits on the socket, the socket is left to it.
         """
-        if not self._pulled or self._pulling:
+        if self._pulling:
             return
         sock = self._socket
         assert sock is not None

@@ -1010,6 +1010,67 @@ async def test_after_a_short_receive_a_pulled_read_yields_before_asking(
         await writer.wait_closed()
 
 
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_questions_leave_the_socket_to_a_read_that_waits_on_it(
+    anyio_backend: object,
+) -> None:
+    """While a read waits on the socket (pulled), ``at_eof()`` and friends
+    do not receive themselves: the read takes what arrives."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, anyio.fail_after(TIMEOUT):
+        reader, writer = await portastreams.open_connection(
+            "127.0.0.1", listener.getsockname()[1]
+        )
+        peer, _ = listener.accept()
+        with peer:
+            async with anyio.create_task_group() as task_group:
+                lines: list[bytes] = []
+
+                async def read() -> None:
+                    lines.append(await reader.readline())
+
+                task_group.start_soon(read)
+                await anyio.sleep(0.05)  # the read waits on the socket
+                peer.sendall(b"hello\n")
+                # Blocking on purpose: the bytes arrive, the read cannot run.
+                time.sleep(0.05)  # noqa: ASYNC251
+                assert not reader.at_eof()
+                assert reader.exception() is None
+                assert not writer.is_closing()
+                assert len(reader._buffer) == 0
+            assert lines == [b"hello\n"]
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_socket_closed_under_a_waiting_flusher_fails_the_connection(
+    anyio_backend: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flusher that waits for room takes a ``ClosedResourceError`` for the
+    spurious wake-up of a pulled read's interruption -- unless the socket
+    was really closed under it (as trio's own close does it): then the
+    connection fails, quietly, with a connection error."""
+    import trio
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, anyio.fail_after(TIMEOUT), caplog.at_level(logging.ERROR):
+        reader, writer = await portastreams.open_connection(
+            "127.0.0.1", listener.getsockname()[1]
+        )
+        peer, _ = listener.accept()
+        with peer:
+            writer.write(b"w" * (8 * 1024 * 1024))  # the peer never reads
+            await anyio.sleep(0.05)  # the flusher waits for room
+            sock = writer.get_extra_info("socket")
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+            with pytest.raises(ConnectionError):
+                await writer.drain()
+            await writer.wait_closed()
+    assert [r for r in caplog.records if r.name == "portastreams"] == []
+
+
 class RecordingSocket(SocketStandIn):
     """The real socket's receives, each recorded in ``calls`` as
     ``(method, size asked for, bytes returned)``."""
@@ -1063,8 +1124,9 @@ async def test_a_large_read_on_an_empty_buffer_takes_the_receive_itself(
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize("chunk_size", [1000, 4096])
 async def test_drain_yields_once_per_64_kib_the_socket_took_at_once(
-    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+    anyio_backend: object, chunk_size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On trio ``write()`` hands data straight to the socket; when the socket
     keeps taking everything, ``drain()`` never has to wait, and a
@@ -1079,7 +1141,7 @@ async def test_drain_yields_once_per_64_kib_the_socket_took_at_once(
     fake = SocketStandIn(real)
     with real, other_end, anyio.fail_after(TIMEOUT):
         _, writer = socket_stand_in(monkeypatch, fake)
-        chunk = b"x" * 1000
+        chunk = b"x" * chunk_size
         yielded_after = []
         for number in range(1, 3 * SENT_WITHOUT_YIELD // len(chunk) + 1):
             writer.write(chunk)
@@ -1091,7 +1153,8 @@ async def test_drain_yields_once_per_64_kib_the_socket_took_at_once(
             if scope.cancelled_caught:
                 yielded_after.append(number * len(chunk))
         assert fake.sent == 3 * SENT_WITHOUT_YIELD // len(chunk) * len(chunk)
-        # Chunks of 1,000 bytes: the first drain() at or past each mark.
+        # The first drain() at or past each mark (4,096-byte chunks reach
+        # it exactly).
         step = -(-SENT_WITHOUT_YIELD // len(chunk)) * len(chunk)
         assert yielded_after == list(range(step, fake.sent + 1, step))
         writer.close()
