@@ -1055,7 +1055,7 @@ async def test_a_socket_closed_under_a_waiting_flusher_fails_the_connection(
 
     listener = socket.create_server(("127.0.0.1", 0))
     with listener, anyio.fail_after(TIMEOUT), caplog.at_level(logging.ERROR):
-        reader, writer = await portastreams.open_connection(
+        _reader, writer = await portastreams.open_connection(
             "127.0.0.1", listener.getsockname()[1]
         )
         peer, _ = listener.accept()
