@@ -20,6 +20,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -577,25 +578,35 @@ async def test_a_failed_send_keeps_what_the_peer_sent_before_it_left(
 # -- reads that pull (trio) ------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def connected_to_a_blocking_peer() -> AsyncIterator[
+    tuple[StreamReader, StreamWriter, socket.socket]
+]:
+    """A portastreams client connection, and its peer: a blocking socket
+    (the whole within ``TIMEOUT``)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener, anyio.fail_after(TIMEOUT):
+        reader, writer = await portastreams.open_connection(
+            "127.0.0.1", listener.getsockname()[1]
+        )
+        peer, _ = listener.accept()
+        with peer:
+            yield reader, writer, peer
+
+
 async def test_bytes_wait_in_a_trio_socket_until_asked_for(backend_name: str) -> None:
     """asyncio's transport reads eagerly: the peer's bytes land in the
     reader's buffer without a read. On trio a client's plain socket's reads
     pull instead; the bytes wait in the socket until something asks --
     ``at_eof()`` here, which then answers as asyncio's (the documented
     difference: only ``_buffer`` shows it)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    with listener, anyio.fail_after(TIMEOUT):
-        reader, writer = await portastreams.open_connection(
-            "127.0.0.1", listener.getsockname()[1]
-        )
-        peer, _ = listener.accept()
-        with peer:
-            peer.sendall(b"hello\n")
-            await anyio.sleep(0.1)
-            eager = backend_name != "trio"
-            assert len(reader._buffer) == (6 if eager else 0)
-            assert not reader.at_eof()
-            assert len(reader._buffer) == 6
+    async with connected_to_a_blocking_peer() as (reader, writer, peer):
+        peer.sendall(b"hello\n")
+        await anyio.sleep(0.1)
+        eager = backend_name != "trio"
+        assert len(reader._buffer) == (6 if eager else 0)
+        assert not reader.at_eof()
+        assert len(reader._buffer) == 6
+        peer.close()
         await anyio.sleep(0.1)  # the peer's close has arrived
         assert reader._core.eof is eager
         assert reader.exception() is None
@@ -1016,29 +1027,23 @@ async def test_questions_leave_the_socket_to_a_read_that_waits_on_it(
 ) -> None:
     """While a read waits on the socket (pulled), ``at_eof()`` and friends
     do not receive themselves: the read takes what arrives."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    with listener, anyio.fail_after(TIMEOUT):
-        reader, writer = await portastreams.open_connection(
-            "127.0.0.1", listener.getsockname()[1]
-        )
-        peer, _ = listener.accept()
-        with peer:
-            async with anyio.create_task_group() as task_group:
-                lines: list[bytes] = []
+    async with connected_to_a_blocking_peer() as (reader, writer, peer):
+        async with anyio.create_task_group() as task_group:
+            lines: list[bytes] = []
 
-                async def read() -> None:
-                    lines.append(await reader.readline())
+            async def read() -> None:
+                lines.append(await reader.readline())
 
-                task_group.start_soon(read)
-                await anyio.sleep(0.05)  # the read waits on the socket
-                peer.sendall(b"hello\n")
-                # Blocking on purpose: the bytes arrive, the read cannot run.
-                time.sleep(0.05)  # noqa: ASYNC251
-                assert not reader.at_eof()
-                assert reader.exception() is None
-                assert not writer.is_closing()
-                assert len(reader._buffer) == 0
-            assert lines == [b"hello\n"]
+            task_group.start_soon(read)
+            await anyio.sleep(0.05)  # the read waits on the socket
+            peer.sendall(b"hello\n")
+            # Blocking on purpose: the bytes arrive, the read cannot run.
+            time.sleep(0.05)  # noqa: ASYNC251
+            assert not reader.at_eof()
+            assert reader.exception() is None
+            assert not writer.is_closing()
+            assert len(reader._buffer) == 0
+        assert lines == [b"hello\n"]
         writer.close()
         await writer.wait_closed()
 
@@ -1053,13 +1058,8 @@ async def test_a_socket_closed_under_a_waiting_flusher_fails_the_connection(
     connection fails, quietly, with a connection error."""
     import trio
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    with listener, anyio.fail_after(TIMEOUT), caplog.at_level(logging.ERROR):
-        _reader, writer = await portastreams.open_connection(
-            "127.0.0.1", listener.getsockname()[1]
-        )
-        peer, _ = listener.accept()
-        with peer:
+    with caplog.at_level(logging.ERROR):
+        async with connected_to_a_blocking_peer() as (_reader, writer, _peer):
             writer.write(b"w" * (8 * 1024 * 1024))  # the peer never reads
             await anyio.sleep(0.05)  # the flusher waits for room
             sock = writer.get_extra_info("socket")
