@@ -317,13 +317,7 @@ class StreamReader(ByteReceiveStream):
             self._transport.resume_reading()
         puller = self._puller
         if puller is not None:
-            self._waiter = _RECEIVING
-            try:
-                await puller._pull()
-            finally:
-                self._waiter = None
-            if self._exception is not None:
-                raise self._exception  # (a fed wait is woken with it)
+            await self._pull(puller)
             return
         if self._backend is None:
             self._backend = running_backend()
@@ -339,12 +333,14 @@ class StreamReader(ByteReceiveStream):
         waiter = self._waiter = _TaskWaiter(self, lowlevel.current_task())
         await lowlevel.wait_task_rescheduled(waiter.abort)
 
-    async def _pull_chunk(self, puller: _Puller, size: int) -> bytes:
-        """Up to ``size`` bytes straight from the socket (pull mode), or
-        ``b""`` if what came was fed instead (the peer's EOF)."""
+    async def _pull(self, puller: _Puller, chunk_size: int = 0) -> bytes:
+        """Receive in this task (pull mode): what ``puller._pull()`` returns --
+        with ``chunk_size``, up to that many bytes straight from the socket,
+        else ``b""`` once something was fed. An exception set meanwhile is
+        raised, as a fed wait is woken with it."""
         self._waiter = _RECEIVING
         try:
-            chunk = await puller._pull(size)
+            chunk = await puller._pull(chunk_size)
         finally:
             self._waiter = None
         if self._exception is not None:
@@ -506,7 +502,7 @@ class StreamReader(ByteReceiveStream):
                     return await self._receive(source, min(n, MAX_RECEIVE_SIZE))
                 puller = self._puller
                 if puller is not None and self._pending_error is None:
-                    chunk = await self._pull_chunk(puller, min(n, MAX_RECEIVE_SIZE))
+                    chunk = await self._pull(puller, min(n, MAX_RECEIVE_SIZE))
                     if chunk:
                         return chunk
             while not self._buffer and not core.eof:
