@@ -809,9 +809,10 @@ class StreamTransport:
         they answer as asyncio's, whose transport reads eagerly -- the peer's
         close or reset shows without a read. A failure reaches the reader at
         once (an event loop would have run asyncio's ``connection_lost()``).
-        While a read waits on the socket, the socket is left to it.
+        While a read waits on the socket, the socket is left to it; outside
+        an event loop (a writer collected later, say) nothing is looked at.
         """
-        if self._pulling:
+        if self._pulling or not (_trio or _bind_trio()).lowlevel.in_trio_run():
             return
         sock = self._socket
         assert sock is not None
