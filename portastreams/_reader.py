@@ -383,7 +383,13 @@ class StreamReader(ByteReceiveStream):
         if self._exception is None and buffer:
             end = buffer.find(b"\n")
             if 0 <= end <= self._limit:
-                return self._take_until(end + 1)
+                # _take_until(end + 1), inline: this is the per-line path.
+                end += 1
+                line = bytes(buffer[:end])
+                del buffer[:end]
+                if self._paused and len(buffer) <= self._limit:
+                    self._maybe_resume_transport()
+                return line
             if end == -1 and len(buffer) <= self._limit:
                 # A partial line: the search goes on where this one ended.
                 offset = len(buffer)
@@ -413,7 +419,7 @@ class StreamReader(ByteReceiveStream):
         else:
             line = bytes(buffer[:end])
             del buffer[:end]
-        if self._paused:
+        if self._paused and len(buffer) <= self._limit:
             self._maybe_resume_transport()
         return line
 
@@ -517,20 +523,23 @@ class StreamReader(ByteReceiveStream):
         At EOF before ``n`` bytes, raise ``IncompleteReadError`` whose
         ``partial`` holds what was buffered (the buffer is emptied).
         """
+        buffer = self._buffer
+        if 0 < n < len(buffer) and self._exception is None:
+            # The per-frame path: a part of what is buffered.
+            data = bytes(buffer[:n])
+            del buffer[:n]
+            if self._paused and len(buffer) <= self._limit:
+                self._maybe_resume_transport()
+            return data
         if n < 0:
             raise ValueError("readexactly size can not be less than zero")
         if self._exception is not None:
             raise self._exception
         if n == 0:
             return b""
-        buffer = self._buffer
-        buffered = len(buffer)
-        if buffered == n:
+        if len(buffer) == n:
             data = bytes(buffer)
             buffer.clear()
-        elif buffered > n:
-            data = bytes(buffer[:n])
-            del buffer[:n]
         else:
             core = self._core
             while True:
@@ -539,7 +548,7 @@ class StreamReader(ByteReceiveStream):
                     data = result
                     break
                 await self._wait_for_data("readexactly", n - len(buffer))
-        if self._paused:
+        if self._paused and len(buffer) <= self._limit:
             self._maybe_resume_transport()
         return data
 
