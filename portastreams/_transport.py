@@ -238,24 +238,16 @@ class StreamTransport:
     # -- starting ------------------------------------------------------------
 
     def start(self) -> None:
-        """Start reading (once): pulled by the reads of a client's plain
-        socket on trio, eagerly by a receiver task otherwise.
+        """Start reading (once): pulled by the reads of a plain socket on
+        trio, client or server side, eagerly by a receiver task otherwise.
 
-        Server connections keep the receiver: under many busy connections
-        (redis-benchmark, 50 clients, one request each at a time) it serves
-        10-25% more requests per second than pulled reads, with the same
-        system calls per request. The receivers take every ready socket's
-        bytes in one scheduler batch and the handlers reply in the next, so
-        the replies leave close together; pulled reads interleave receives
-        and replies, the load generator has more often gone back to sleep
-        when a reply comes, and waking it on the other CPU (inside our
-        ``send()``) costs more (a third of the server's time instead of a
-        fifth, by ``perf``). On one connection's request/response turn the
-        pulled read wins: it saves the task switch.
+        A pulled read receives in the reading task itself: no task switch
+        between the socket and the read, and no receiver task (with its
+        frames and its wait on the socket) on every idle connection.
         """
         if self._receiving or self._pulled or self._state is not State.OPEN:
             return
-        if self._socket is not None and self._tls is None and not self._server_side:
+        if self._socket is not None and self._tls is None:
             self._pulled = True
             self._reader._puller = self
             return
@@ -598,8 +590,8 @@ class StreamTransport:
     # -- the receiver ------------------------------------------------------------
 
     def _new_cancel_scope(self) -> Any:
-        """A cancel scope for the receiver: trio's own on trio (AnyIO's wraps
-        it, at a few hundred bytes per connection)."""
+        """A cancel scope for the receiver over a stream: trio's own on trio
+        (AnyIO's wraps it, at a few hundred bytes per connection)."""
         if self._backend == "trio":
             import trio
 
@@ -610,14 +602,16 @@ class StreamTransport:
         try:
             if self._stream_closing:
                 return
+            # (No coroutine in between: each frame of this await chain stays
+            # alive on every idle connection.)
+            if self._socket is not None:
+                # No cancel scope (about 700 bytes per connection on trio):
+                # _stop_receiver() wakes this one instead.
+                await self._receive_from_socket(self._socket)
+                return
             with self._new_cancel_scope() as scope:
                 self._receive_scope = scope
-                # (No coroutine in between: each frame of this await chain
-                # stays alive on every idle connection.)
-                if self._socket is not None:
-                    await self._receive_from_socket(self._socket)
-                else:
-                    await self._receive_from_stream()
+                await self._receive_from_stream()
         except Exception as exc:
             if self._aborted or self._stream_closing:
                 pass  # our own close pulled the stream from under the receiver
@@ -666,6 +660,8 @@ class StreamTransport:
         full = len(view)
         unbroken = 0
         while True:
+            if self._stream_closing:
+                return  # see _stop_receiver()
             if self._read_paused:
                 await self._wait_until_resumed()
                 continue
@@ -1046,13 +1042,29 @@ class StreamTransport:
         if self._receiving:
             # (Made only now: an Event per connection would sit idle.)
             done = self._receiver_done = self._receiver_done or anyio.Event()
-            if scope is not None:
+            if self._socket is not None:
+                self._wake_socket_receiver(self._socket)
+            elif scope is not None:
                 _forget_raw_socket_reader(self._stream, self._backend)
                 scope.cancel()
             with anyio.move_on_after(CLOSE_TIMEOUT):
                 await done.wait()
         # Let the event loop run what the cancelled receive scheduled.
         await anyio.lowlevel.checkpoint()
+
+    def _wake_socket_receiver(self, sock: socket.socket) -> None:
+        """Wake the socket receiver wherever it waits; it sees
+        ``_stream_closing`` and ends, reading nothing more.
+
+        On the socket, trio's ``notify_closing()`` (no close follows at once;
+        a flusher waiting to write takes it as a spurious wake-up), else the
+        event it waits for; a receiver between two receives just goes on to
+        its check.
+        """
+        (_trio or _bind_trio()).lowlevel.notify_closing(sock)
+        for event in (self._read_resumed, self._pull_done):
+            if event is not None:
+                event.set()
 
     async def _shut_down_tls(self, session: TLSSession) -> None:
         """Send ``close_notify`` after the data; wait a while for the peer's answer.

@@ -618,16 +618,20 @@ async def test_bytes_wait_in_a_trio_socket_until_asked_for(backend_name: str) ->
         await writer.wait_closed()
 
 
-async def test_server_connections_read_eagerly_on_every_backend() -> None:
-    """Server connections keep the receiver on trio too (it serves many busy
-    connections faster): the client's bytes land in the handler's buffer
-    without a read, as with asyncio's server."""
+async def test_server_connections_read_as_client_connections_do(
+    backend_name: str,
+) -> None:
+    """A server's connections read as its clients' do: eagerly on asyncio,
+    pulled on trio, where the client's bytes wait in the socket until the
+    handler asks (``at_eof()`` here, or a read)."""
     buffered: list[int] = []
 
     async def handler(
         reader: portastreams.StreamReader, writer: portastreams.StreamWriter
     ) -> None:
         await anyio.sleep(0.1)  # the client's bytes have arrived
+        buffered.append(len(reader._buffer))
+        assert not reader.at_eof()
         buffered.append(len(reader._buffer))
         assert await reader.readline() == b"hello\n"
         writer.close()
@@ -641,7 +645,7 @@ async def test_server_connections_read_eagerly_on_every_backend() -> None:
             assert await reader.read() == b""
             writer.close()
             await writer.wait_closed()
-    assert buffered == [6]
+    assert buffered == [0 if backend_name == "trio" else 6, 6]
 
 
 # -- which streams the transport bypasses -------------------------------------------
