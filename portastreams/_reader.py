@@ -290,11 +290,16 @@ class StreamReader(ByteReceiveStream):
 
     # -- waiting -----------------------------------------------------------
 
-    async def _wait_for_data(self, func_name: str, wanted: int = 0) -> None:
+    async def _wait_for_data(
+        self, func_name: str, wanted: int = 0, chunk_size: int = 0
+    ) -> bytes:
         """Wait until more data, the end of the stream or an error arrives.
 
         ``wanted`` is how many more bytes the current read needs, a hint for
-        the size of the next receive in source mode.
+        the size of the next receive in source mode. In pull mode (a
+        ``_puller``), the read receives in its own task; with ``chunk_size``
+        it may be handed up to that many bytes straight from the socket,
+        returned instead of buffered (else, and in the other modes, ``b""``).
         """
         if self._waiter is not None:
             raise RuntimeError(
@@ -304,7 +309,7 @@ class StreamReader(ByteReceiveStream):
         if self._source is not None:
             size = min(max(wanted, self._receive_size), MAX_RECEIVE_SIZE)
             self._buffer.extend(await self._receive(self._source, size))
-            return
+            return b""
 
         if self._pending_error is not None:
             self._exception, self._pending_error = self._pending_error, None
@@ -317,8 +322,16 @@ class StreamReader(ByteReceiveStream):
             self._transport.resume_reading()
         puller = self._puller
         if puller is not None:
-            await self._pull(puller)
-            return
+            # (Inline: each frame of the await chain stays alive on every
+            # idle connection.)
+            self._waiter = _RECEIVING
+            try:
+                chunk = await puller._pull(chunk_size)
+            finally:
+                self._waiter = None
+            if self._exception is not None:
+                raise self._exception  # set meanwhile: a fed wait is woken so
+            return chunk
         if self._backend is None:
             self._backend = running_backend()
         if self._backend == "asyncio":
@@ -328,24 +341,11 @@ class StreamReader(ByteReceiveStream):
             finally:
                 if self._waiter is future:
                     self._waiter = None
-            return
+            return b""
         lowlevel = _trio_lowlevel or _bind_trio()
         waiter = self._waiter = _TaskWaiter(self, lowlevel.current_task())
         await lowlevel.wait_task_rescheduled(waiter.abort)
-
-    async def _pull(self, puller: _Puller, chunk_size: int = 0) -> bytes:
-        """Receive in this task (pull mode): what ``puller._pull()`` returns --
-        with ``chunk_size``, up to that many bytes straight from the socket,
-        else ``b""`` once something was fed. An exception set meanwhile is
-        raised, as a fed wait is woken with it."""
-        self._waiter = _RECEIVING
-        try:
-            chunk = await puller._pull(chunk_size)
-        finally:
-            self._waiter = None
-        if self._exception is not None:
-            raise self._exception
-        return chunk
+        return b""
 
     async def _receive(self, source: ByteReceiveStream, size: int) -> bytes:
         """One ``receive()`` from the source: ``b""`` (and EOF recorded) at its end.
@@ -506,9 +506,9 @@ class StreamReader(ByteReceiveStream):
                 source = self._source
                 if source is not None:
                     return await self._receive(source, min(n, MAX_RECEIVE_SIZE))
-                puller = self._puller
-                if puller is not None and self._pending_error is None:
-                    chunk = await self._pull(puller, min(n, MAX_RECEIVE_SIZE))
+                if self._puller is not None:
+                    size = min(n, MAX_RECEIVE_SIZE)
+                    chunk = await self._wait_for_data("read", chunk_size=size)
                     if chunk:
                         return chunk
             while not self._buffer and not core.eof:

@@ -693,27 +693,53 @@ class StreamTransport:
     async def _pull(self, chunk_size: int = 0) -> bytes:
         """Receive for a read that needs more bytes, in the reading task itself.
 
-        Pull mode (a client's plain socket on trio): one receive, fed to the
-        reader as the receiver feeds it -- bytes, the peer's EOF, or a
-        failure. It returns once something was fed, or once the connection is
-        closed (the reader then has its EOF or error). A cancelled pull
-        consumed nothing. No receiver task means no task switch between the
-        socket and the read, and no task per idle connection.
+        Pull mode (a plain socket on trio): one receive, fed to the reader as
+        the receiver feeds it -- bytes, the peer's EOF, or a failure. It
+        returns once something was fed, or once the connection is closed (the
+        reader then has its EOF or error). A cancelled pull consumed nothing.
+        No receiver task means no task switch between the socket and the
+        read, and no task per idle connection.
 
         With ``chunk_size`` (``read(n)`` on an empty buffer), up to that many
         bytes are returned instead of fed: one copy, as ``recv()`` makes,
         instead of three. Otherwise, and for the peer's EOF, ``b""``.
+
+        (One coroutine, its waits inline: an idle connection keeps each frame
+        of the await chain alive.)
         """
         sock = self._socket
         assert sock is not None
         trio = _trio or _bind_trio()
+        lowlevel = trio.lowlevel
         while self._state is State.OPEN:
             if self._read_paused:  # (by the application: the reader resumes)
                 await self._wait_until_resumed()
                 continue
             self._pulling = True
             try:
-                received = await self._pull_from(sock, trio.lowlevel, chunk_size)
+                if self._receives_without_wait < 0:
+                    # The last receive was short: the socket ran dry, and the
+                    # answer to what was sent since is on its way. Let the
+                    # other tasks (and the peer, on another CPU) have a turn,
+                    # then ask: the answer has often come by then, which
+                    # spares the sleep on the socket and the wake-up, the
+                    # costliest part of a turn between two CPUs.
+                    self._receives_without_wait = 0
+                    await lowlevel.cancel_shielded_checkpoint()
+                received = self._receive_now(sock, chunk_size)
+                if received is None:
+                    self._receives_without_wait = 0
+                    self._pull_parked = True
+                    try:
+                        await lowlevel.wait_readable(sock)
+                    finally:
+                        self._pull_parked = False
+                    continue
+                if self._receives_without_wait >= MAX_RECEIVES_WITHOUT_YIELD:
+                    # A socket that always has more must not starve others.
+                    self._receives_without_wait = 0
+                    await lowlevel.cancel_shielded_checkpoint()
+                return received
             except trio.ClosedResourceError:
                 if self._pull_interrupted:
                     self._pull_interrupted = False
@@ -729,30 +755,17 @@ class StreamTransport:
                 if done is not None:
                     self._pull_done = None
                     done.set()
-            if received is not None:
-                return received
         await self._wait_closed()
         return b""
 
-    async def _pull_from(
-        self, sock: socket.socket, lowlevel: Any, chunk_size: int
-    ) -> bytes | None:
-        """One pull: None if the socket had nothing after all; else what
-        :meth:`_pull` returns."""
-        if self._receives_without_wait < 0:
-            # The last receive was short: the socket ran dry, and the answer
-            # to what was sent since is on its way. Let the other tasks (and
-            # the peer, on another CPU) have a turn, then ask: the answer has
-            # often come by then, which spares the sleep on the socket and
-            # the wake-up, the costliest part of a turn between two CPUs.
-            self._receives_without_wait = 0
-            await lowlevel.cancel_shielded_checkpoint()
+    def _receive_now(self, sock: socket.socket, chunk_size: int) -> bytes | None:
+        """One receive for :meth:`_pull`: None if the socket has nothing; else
+        what :meth:`_pull` returns. Counts full receives in a row (-1 after a
+        short one)."""
         result = b""
         if chunk_size:
             chunk = _receive(sock, chunk_size)
             if chunk is None:
-                self._receives_without_wait = 0
-                await self._wait_readable(sock, lowlevel)
                 return None
             if chunk and self._tls is None:
                 result = chunk
@@ -763,8 +776,6 @@ class StreamTransport:
             view = thread_receive_view(RECEIVE_SIZE)
             received_into = _receive_into(sock, view)
             if received_into is None:
-                self._receives_without_wait = 0
-                await self._wait_readable(sock, lowlevel)
                 return None
             self._take_received(view[:received_into])
             received, full = received_into, len(view)
@@ -772,18 +783,7 @@ class StreamTransport:
             self._receives_without_wait = -1
         else:
             self._receives_without_wait += 1
-            if self._receives_without_wait >= MAX_RECEIVES_WITHOUT_YIELD:
-                # A socket that always has more must not starve other tasks.
-                self._receives_without_wait = 0
-                await lowlevel.cancel_shielded_checkpoint()
         return result
-
-    async def _wait_readable(self, sock: socket.socket, lowlevel: Any) -> None:
-        self._pull_parked = True
-        try:
-            await lowlevel.wait_readable(sock)
-        finally:
-            self._pull_parked = False
 
     def _interrupt_pull(self) -> None:
         """Wake a pulled read that waits for the socket: somebody else gave
