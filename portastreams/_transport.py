@@ -71,6 +71,7 @@ logger = logging.getLogger("portastreams")
 
 #: asyncio's default high-water mark for write buffers.
 DEFAULT_HIGH_WATER: Final = 64 * 1024
+DEFAULT_LOW_WATER: Final = DEFAULT_HIGH_WATER // 4
 #: The most the flusher hands to one ``send()``: small enough that ``drain()``
 #: waiters see the buffer shrink, large enough to amortise the await.
 MAX_SEND_SIZE: Final = 256 * 1024
@@ -197,7 +198,8 @@ class StreamTransport:
         self._tls: TLSSession | None = None
         self._tls_ready: anyio.Event | None = None
         self._tls_error: BaseException | None = None
-        self._pending_plaintext = bytearray()
+        # Written during a TLS handshake (a bytearray then; b"" needs none).
+        self._pending_plaintext: bytes | bytearray = b""
         self._extra: dict[str, object] = connection_extra_info(stream)
         self._state = State.OPEN
         self._error: BaseException | None = None
@@ -213,11 +215,12 @@ class StreamTransport:
         self._flushing = False
         self._flush_scope: anyio.CancelScope | None = None
         self._high_water = DEFAULT_HIGH_WATER
-        self._low_water = DEFAULT_HIGH_WATER // 4
+        self._low_water = DEFAULT_LOW_WATER  # (one int for every connection)
         self._write_paused = False
-        self._drain_waiters: list[anyio.Event] = []
+        # (Lists made when first needed: most connections never wait.)
+        self._drain_waiters: list[anyio.Event] | None = None
         self._closed_event: anyio.Event | None = None
-        self._idle_waiters: list[anyio.Event] = []
+        self._idle_waiters: list[anyio.Event] | None = None
         self._shutdown_timeout = shutdown_timeout(None)
         self._linger_timeout: float | None = None
         self._stream_closing = False
@@ -331,6 +334,8 @@ class StreamTransport:
         session = self._tls
         if session is not None:
             if not session.handshake_done or self._pending_plaintext:
+                if not self._pending_plaintext:
+                    self._pending_plaintext = bytearray()
                 self._pending_plaintext += data
                 self._after_queue_grew()
                 return
@@ -441,7 +446,7 @@ class StreamTransport:
         if self._state is State.CLOSED:
             return
         self._queue.clear()
-        self._pending_plaintext.clear()
+        self._pending_plaintext = b""
         self._aborted = True
         self._state = State.CLOSING
         if self._flush_scope is not None:
@@ -539,12 +544,15 @@ class StreamTransport:
                 await anyio.lowlevel.checkpoint()
             return
         event = anyio.Event()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
         self._drain_waiters.append(event)
         try:
             await event.wait()
         finally:
-            if event in self._drain_waiters:
-                self._drain_waiters.remove(event)
+            waiters = self._drain_waiters
+            if waiters is not None and event in waiters:
+                waiters.remove(event)
         if self._error is not None:
             # A drain() that waited gets the error itself, as asyncio's
             # waiters do from connection_lost(exc).
@@ -899,7 +907,7 @@ class StreamTransport:
         session = self._tls
         assert session is not None  # (a handshake has a session)
         plaintext = bytes(self._pending_plaintext)
-        self._pending_plaintext.clear()
+        self._pending_plaintext = b""
         try:
             self._send_now(session.encrypt(plaintext))
         except ssl.SSLError as exc:
@@ -990,13 +998,15 @@ class StreamTransport:
                 await self._close_stream()
             self._flushing = False
             waiters = self._idle_waiters
-            self._idle_waiters = []
-            for event in waiters:
+            self._idle_waiters = None
+            for event in waiters or ():
                 event.set()
 
     async def _wait_until_flushed(self) -> None:
         while self._flushing:
             event = anyio.Event()
+            if self._idle_waiters is None:
+                self._idle_waiters = []
             self._idle_waiters.append(event)
             await event.wait()
 
@@ -1117,7 +1127,7 @@ class StreamTransport:
     def _mark_closed(self) -> None:
         self._state = State.CLOSED
         self._queue.clear()
-        self._pending_plaintext.clear()
+        self._pending_plaintext = b""
         self._wake_drain_waiters()
         if self._tls_ready is not None and not self._tls_ready.is_set():
             self._finish_handshake(
@@ -1166,7 +1176,7 @@ class StreamTransport:
             self._finish_handshake(exc)
             self._take_what_arrived()
         self._queue.clear()
-        self._pending_plaintext.clear()
+        self._pending_plaintext = b""
         self._state = State.CLOSING if self._state is State.OPEN else self._state
         self._wake_drain_waiters()
         if self._flush_scope is not None:
@@ -1184,8 +1194,8 @@ class StreamTransport:
 
     def _wake_drain_waiters(self) -> None:
         waiters = self._drain_waiters
-        self._drain_waiters = []
-        for event in waiters:
+        self._drain_waiters = None
+        for event in waiters or ():
             event.set()
 
     def __repr__(self) -> str:
