@@ -1579,3 +1579,30 @@ async def test_a_failure_reported_after_the_close_changes_nothing() -> None:
     assert writer.is_closing()
     assert reader.exception() is None
     assert reader.at_eof()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize("receiver_waits", ["on the socket", "paused"])
+async def test_a_close_stops_a_socket_receiver_wherever_it_waits(
+    anyio_backend: object, receiver_waits: str
+) -> None:
+    """A receiver on a trio socket has no cancel scope: the close wakes it
+    where it waits -- on the socket (``notify_closing()``), or paused with
+    the reader full (its event) -- and it ends there, reading nothing more.
+    The close takes far less than the close timeout, and the receiver task
+    is gone after it."""
+    async with connected_to_a_blocking_peer() as (reader, writer, peer):
+        reader._limit = 4
+        reader, writer = reading_on("receiver", (reader, writer))
+        transport = writer.transport
+        if receiver_waits == "paused":
+            peer.sendall(b"x" * 100)  # over 2 * limit: the reader pauses it
+            while not transport._read_paused:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.05)  # the receiver waits by now
+        assert transport._receiving
+        with anyio.fail_after(2.0):  # the close timeout is 30 s
+            writer.close()
+            await writer.wait_closed()
+        assert not transport._receiving
+        assert "portastreams receiver" not in running_task_names()
