@@ -708,21 +708,27 @@ NOTES = (
     "buffer runs dry every 4-byte header and every 60-byte payload is a "
     "receive call of its own, a system call and a pass through the event "
     "loop: that, not the buffer, is its *frames* figure.",
-    "The hand-written trio buffer returns ``bytearray`` slices; asyncio's "
-    "API (and so portastreams) returns ``bytes``, which costs one more copy "
-    "per item in *lines* and *frames*.",
+    "The hand-written trio buffer returns ``bytearray`` slices of its "
+    "buffer and skips consumed bytes with an offset; asyncio's API (and so "
+    "portastreams) returns ``bytes`` and drops them from the buffer, which "
+    "costs one more allocation and copy per item and the ``del`` (about "
+    "110 ns per line on this machine, by ``timeit``) in *lines* and "
+    "*frames*.",
     "The *upload* workload is bound by the kernel's loopback TCP path and "
     "the peer more than by the stream implementation: a plain blocking "
     "``sendall`` loop without any event loop takes about as long as "
     "portastreams and AnyIO's streams do, and most of the client's CPU time "
-    "is system time. ``trio.open_tcp_stream`` (the hand-written trio "
-    "contender) is bimodal here: its ``SocketStream`` sets "
-    "``TCP_NOTSENT_LOWAT`` (16 KiB), which AnyIO's socket streams do not, and "
-    "with it trio sometimes runs about twice as fast as a blocking "
-    "``sendall`` loop and sometimes slower. Which mode it lands in depends on "
-    "the placement and on what else the machine runs (on two otherwise idle "
-    "cores, *split*, mostly the fast one), so the trio upload ratio swings "
-    "from about 0.4 to about 1.9 between runs and placements: read its "
+    "is system time. It is bimodal: a run takes either about as long as the "
+    "fast mode or two to three times as long, with two to three times the "
+    "system time. ``trio.open_tcp_stream`` (the hand-written trio "
+    "contender) sets ``TCP_NOTSENT_LOWAT`` (16 KiB), which AnyIO's socket "
+    "streams and asyncio's do not, and the option keeps it in the fast "
+    "mode: 7 rounds of it took 63-76 ms in each placement (scale 0.1), and "
+    "62-189 ms with the option turned off again. portastreams does not set "
+    "it: a ``send()`` would then refuse once 16 KiB is unsent, so ``drain()`` "
+    "would wait on a peer that does not read much sooner than asyncio's "
+    "(whose kernel buffer takes megabytes). So the trio upload ratio swings "
+    "between about 0.3 and 1.2 between runs and placements: read its "
     "spread, not its median alone.",
 )
 
