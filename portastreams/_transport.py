@@ -81,6 +81,10 @@ RECEIVE_SIZE: Final = 256 * 1024
 #: Receives in a row, from a socket that always has more, before the
 #: receiver yields to other tasks.
 MAX_RECEIVES_WITHOUT_YIELD: Final = 16
+#: How often a client's pulled read asks the socket after a short receive,
+#: yielding before each ask, before it sleeps on the socket (a server
+#: connection's asks once; see StreamTransport._pull).
+CLIENT_ASKS_AFTER_A_SHORT_RECEIVE: Final = 3
 #: Bytes the socket took straight from ``write()`` after which ``drain()``
 #: yields to other tasks once, as a trio ``send_all()`` would have.
 SENT_WITHOUT_YIELD: Final = 64 * 1024
@@ -731,12 +735,16 @@ class StreamTransport:
                     # other tasks (and the peer, on another CPU) have a turn,
                     # then ask: the answer has often come by then, which
                     # spares the sleep on the socket and the wake-up, the
-                    # costliest part of a turn between two CPUs.
-                    self._receives_without_wait = 0
+                    # costliest part of a turn between two CPUs. A client
+                    # asks a few times so (each costs a scheduler pass); a
+                    # server's handlers give each other those turns anyway.
+                    self._receives_without_wait += 1
                     await lowlevel.cancel_shielded_checkpoint()
                 received = self._receive_now(sock, chunk_size)
                 if received is None:
-                    self._receives_without_wait = 0
+                    if self._receives_without_wait < 0:
+                        continue  # (a client's) yield and ask again
+                    self._receives_without_wait = 0  # (the wait is a yield)
                     self._pull_parked = True
                     try:
                         await lowlevel.wait_readable(sock)
@@ -788,7 +796,9 @@ class StreamTransport:
             self._take_received(view[:received_into])
             received, full = received_into, len(view)
         if received < full:
-            self._receives_without_wait = -1
+            self._receives_without_wait = (
+                -1 if self._server_side else -CLIENT_ASKS_AFTER_A_SHORT_RECEIVE
+            )
         else:
             self._receives_without_wait += 1
         return result

@@ -34,6 +34,9 @@ from tls_peer import close_during_start_tls, start_tls_with_a_peer
 
 import portastreams
 from portastreams import StreamReader, StreamWriter
+from portastreams._connections import make_pair
+from portastreams._reader import DEFAULT_LIMIT
+from portastreams._transport import CLIENT_ASKS_AFTER_A_SHORT_RECEIVE
 from portastreams.testing import connected_pair, memory_stream_pair
 
 pytestmark = pytest.mark.anyio
@@ -793,15 +796,18 @@ class SocketStandIn:
 
 
 def socket_stand_in(
-    monkeypatch: pytest.MonkeyPatch, fake: SocketStandIn
+    monkeypatch: pytest.MonkeyPatch, fake: SocketStandIn, *, server_side: bool = False
 ) -> tuple[portastreams.StreamReader, portastreams.StreamWriter]:
-    """A connection on trio whose transport uses ``fake`` as its socket."""
+    """A connection on trio whose transport uses ``fake`` as its socket (a
+    client's, or with ``server_side`` a server's accepted connection)."""
     stream = FaultyStream()
     monkeypatch.setattr(
         portastreams._transport,
         "direct_socket",
         lambda given, backend: fake if given is stream else None,
     )
+    if server_side:
+        return make_pair(stream, DEFAULT_LIMIT, server_side=True)
     return portastreams.wrap_stream(stream)
 
 
@@ -974,15 +980,17 @@ async def test_after_a_short_receive_the_transport_waits_before_asking_again(
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize("side", ["client", "server"])
 async def test_after_a_short_receive_a_pulled_read_yields_before_asking(
-    anyio_backend: object, monkeypatch: pytest.MonkeyPatch
+    anyio_backend: object, side: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After a short receive, the next pulled read lets other tasks run once
-    (the peer too, on another CPU) before it asks the socket, and sleeps on
-    the socket only if it is refused: between two CPUs the answer has often
-    come by then, and the sleep and wake-up it spares are the costliest
-    part of a request/response turn. Each refusal is followed by a wait for
-    readability, never by another refusal."""
+    """After a short receive, the next pulled read lets other tasks run (the
+    peer too, on another CPU) before it asks the socket, and sleeps on the
+    socket only once refused: between two CPUs the answer has often come by
+    then, and the sleep and wake-up it spares are the costliest part of a
+    request/response turn. A client asks up to three times so, a yield
+    before each; a server connection once (its handlers give each other
+    those turns). The last refusal is followed by a wait for readability."""
     import trio
 
     real, other_end = socket.socketpair()
@@ -1023,7 +1031,9 @@ async def test_after_a_short_receive_a_pulled_read_yields_before_asking(
         trio.lowlevel, "cancel_shielded_checkpoint", recorded_shielded_checkpoint
     )
     with real, other_end, anyio.fail_after(TIMEOUT):
-        reader, writer = socket_stand_in(monkeypatch, fake)
+        reader, writer = socket_stand_in(
+            monkeypatch, fake, server_side=side == "server"
+        )
         other_end.send(b"one\n")
         assert await readline() == b"one\n"
         assert events == ["received"]  # asked at once
@@ -1033,8 +1043,9 @@ async def test_after_a_short_receive_a_pulled_read_yields_before_asking(
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(answer_later)
             assert await readline() == b"three\n"
-        # A yield, a refusal, a wait for readability, the answer.
-        assert events == ["yield", "refused", "received"]
+        # Yields and refusals, a wait for readability, the answer.
+        asks = CLIENT_ASKS_AFTER_A_SHORT_RECEIVE if side == "client" else 1
+        assert events == ["yield", "refused"] * asks + ["received"]
         writer.close()
         await writer.wait_closed()
 
