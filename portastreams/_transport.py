@@ -255,6 +255,7 @@ class StreamTransport:
         if self._receiving or self._pulled or self._state is not State.OPEN:
             return
         if self._socket is not None and self._tls is None:
+            _bind_trio()  # (for _poll(), which may come first)
             self._pulled = True
             self._reader._puller = self
             return
@@ -826,7 +827,9 @@ class StreamTransport:
         While a read waits on the socket, the socket is left to it; outside
         an event loop (a writer collected later, say) nothing is looked at.
         """
-        if self._pulling or not (_trio or _bind_trio()).lowlevel.in_trio_run():
+        trio = _trio
+        assert trio is not None  # (bound by start())
+        if self._pulling or not trio.lowlevel.in_trio_run():
             return
         sock = self._socket
         assert sock is not None

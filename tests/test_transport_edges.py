@@ -1179,7 +1179,7 @@ async def test_a_large_read_on_an_empty_buffer_takes_the_receive_itself(
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
-@pytest.mark.parametrize("chunk_size", [1000, 4096])
+@pytest.mark.parametrize("chunk_size", [1000, 4096, 65535])
 async def test_drain_yields_once_per_64_kib_the_socket_took_at_once(
     anyio_backend: object, chunk_size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1209,7 +1209,7 @@ async def test_drain_yields_once_per_64_kib_the_socket_took_at_once(
                 yielded_after.append(number * len(chunk))
         assert fake.sent == 3 * SENT_WITHOUT_YIELD // len(chunk) * len(chunk)
         # The first drain() at or past each mark (4,096-byte chunks reach
-        # it exactly).
+        # it exactly, one 65,535-byte chunk one byte short).
         step = -(-SENT_WITHOUT_YIELD // len(chunk)) * len(chunk)
         assert yielded_after == list(range(step, fake.sent + 1, step))
         writer.close()
