@@ -199,6 +199,8 @@ class StreamTransport:
         self._reader: Final = reader
         self._server_side: Final = server_side
         self._socket = direct_socket(stream, backend)
+        if self._socket is not None and _trio is None:
+            _bind_trio()  # (every path that uses the socket uses trio)
         self._tls: TLSSession | None = None
         self._tls_ready: anyio.Event | None = None
         self._tls_error: BaseException | None = None
@@ -255,7 +257,6 @@ class StreamTransport:
         if self._receiving or self._pulled or self._state is not State.OPEN:
             return
         if self._socket is not None and self._tls is None:
-            _bind_trio()  # (for _poll(), which may come first)
             self._pulled = True
             self._reader._puller = self
             return
@@ -722,7 +723,7 @@ class StreamTransport:
         """
         sock = self._socket
         assert sock is not None
-        trio = _trio or _bind_trio()
+        trio = _trio
         lowlevel = trio.lowlevel
         while self._state is State.OPEN:
             if self._read_paused:  # (by the application: the reader resumes)
@@ -814,7 +815,7 @@ class StreamTransport:
         """
         if self._pull_parked:
             self._pull_interrupted = True
-            (_trio or _bind_trio()).lowlevel.notify_closing(self._socket)
+            _trio.lowlevel.notify_closing(self._socket)
 
     def _poll(self) -> None:
         """Take all the socket has now, as a receiver would have by now.
@@ -827,9 +828,7 @@ class StreamTransport:
         While a read waits on the socket, the socket is left to it; outside
         an event loop (a writer collected later, say) nothing is looked at.
         """
-        trio = _trio
-        assert trio is not None  # (bound by start())
-        if self._pulling or not trio.lowlevel.in_trio_run():
+        if self._pulling or not _trio.lowlevel.in_trio_run():
             return
         sock = self._socket
         assert sock is not None
@@ -1084,7 +1083,7 @@ class StreamTransport:
         event it waits for; a receiver between two receives just goes on to
         its check.
         """
-        (_trio or _bind_trio()).lowlevel.notify_closing(sock)
+        _trio.lowlevel.notify_closing(sock)
         for event in (self._read_resumed, self._pull_done):
             if event is not None:
                 event.set()
@@ -1218,8 +1217,8 @@ class StreamTransport:
         )
 
 
-#: The ``trio`` module, bound at the first pull (a connection on asyncio
-#: never imports it, and a pull imports nothing).
+#: The ``trio`` module, bound by the first transport over a trio socket (a
+#: connection on asyncio never imports it; the socket paths import nothing).
 _trio: Any = None
 
 
