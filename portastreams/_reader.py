@@ -48,6 +48,10 @@ DEFAULT_LIMIT: Final = 2**16
 MIN_RECEIVE_SIZE: Final = 2**16
 #: The largest single receive, however much a ``readexactly`` still needs.
 MAX_RECEIVE_SIZE: Final = 2**18
+#: The most unread head bytes a receive is joined to (see ``StreamReader._head``);
+#: a read that needs more than this gathers in the bytearray, so copying
+#: stays linear in what is received.
+MAX_HEAD_JOIN: Final = 2**16
 
 
 class ReadTransport(Protocol):
@@ -132,8 +136,18 @@ class StreamReader(ByteReceiveStream):
             raise ValueError("Limit cannot be <= 0")
         self._limit = limit
         self._core = ReadBuffer(limit)
-        #: The buffered bytes (the same bytearray as ``self._core.data``).
-        self._buffer: Final = self._core.data
+        #: The buffered bytes after the head (the same bytearray as
+        #: ``self._core.data``, where the read rules look).
+        self._data: Final = self._core.data
+        #: Pull and source modes: a received chunk, unread from
+        #: ``_head_start`` on, that holds everything buffered while ``_data``
+        #: is empty. A read that its head answers (a line, ``n`` bytes)
+        #: returns one slice of it: one copy, where the bytearray costs two
+        #: and a ``del``. Every other path first moves it into ``_data``
+        #: (:meth:`_unhead`). A head read to its end stays until the next
+        #: receive replaces it, or a wait drops it.
+        self._head = b""
+        self._head_start = 0
         self._exception: BaseException | None = None
         self._waiter: asyncio.Future[None] | _TaskWaiter | _SourceWait | None = None
         self._transport: ReadTransport | None = None
@@ -162,6 +176,35 @@ class StreamReader(ByteReceiveStream):
     def _replace_source(self, stream: ByteReceiveStream) -> None:
         """Continue reading from ``stream``, keeping what is buffered (``start_tls``)."""
         self._source = stream
+
+    # -- the buffer --------------------------------------------------------
+
+    @property
+    def _buffer(self) -> bytearray:
+        """Everything buffered, as one bytearray: asyncio's private attribute.
+
+        Some asyncio libraries read it (redis-py asks whether it is empty
+        before it reuses a pooled connection), so it keeps asyncio's meaning.
+        """
+        self._unhead()
+        return self._data
+
+    def _unhead(self) -> None:
+        """Move the head's unread bytes to the front of ``_data``."""
+        head = self._head
+        if head:
+            self._data[:0] = memoryview(head)[self._head_start :]
+            self._head = b""
+            self._head_start = 0
+
+    def _receives_chunks(self) -> bool:
+        """Whether a read receives itself (pull and source modes), so that
+        what it receives can become the head."""
+        return self._puller is not None or self._source is not None
+
+    def _buffered(self) -> int:
+        """How many bytes are buffered, head and bytearray."""
+        return len(self._head) - self._head_start + len(self._data)
 
     # -- feed mode ---------------------------------------------------------
 
@@ -196,7 +239,7 @@ class StreamReader(ByteReceiveStream):
         exception set before it is replaced, as asyncio's ``connection_lost()``
         does. Calling it again with the same error changes nothing.
         """
-        if not self._buffer or self._exception is not None:
+        if not self._buffered() or self._exception is not None:
             self.set_exception(exc)
             return
         self._pending_error = exc
@@ -244,7 +287,7 @@ class StreamReader(ByteReceiveStream):
         self._transport = transport
 
     def _maybe_resume_transport(self) -> None:
-        if self._paused and len(self._buffer) <= self._limit:
+        if self._paused and len(self._data) <= self._limit:
             self._paused = False
             assert self._transport is not None
             try:  # noqa: SIM105 (no context manager on this path)
@@ -259,9 +302,9 @@ class StreamReader(ByteReceiveStream):
 
     def at_eof(self) -> bool:
         """Return True if the buffer is empty and the end of the stream was seen."""
-        if self._puller is not None and not self._buffer and not self._core.eof:
+        if self._puller is not None and not self._buffered() and not self._core.eof:
             self._puller._poll()
-        return self._core.eof and not self._buffer
+        return self._core.eof and not self._buffered()
 
     def feed_data(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` to the buffer and wake a waiting read.
@@ -273,12 +316,14 @@ class StreamReader(ByteReceiveStream):
             raise RuntimeError("feed_data() called after feed_eof()")
         if not data:
             return
-        self._buffer.extend(data)
+        if self._head:
+            self._unhead()
+        self._data.extend(data)
         self._wakeup_waiter()
         if (
             self._transport is not None
             and not self._paused
-            and len(self._buffer) > 2 * self._limit
+            and len(self._data) > 2 * self._limit
         ):
             try:
                 self._transport.pause_reading()
@@ -297,9 +342,9 @@ class StreamReader(ByteReceiveStream):
 
         ``wanted`` is how many more bytes the current read needs, a hint for
         the size of the next receive in source mode. In pull mode (a
-        ``_puller``), the read receives in its own task; with ``chunk_size``
-        it may be handed up to that many bytes straight from the socket,
-        returned instead of buffered (else, and in the other modes, ``b""``).
+        ``_puller``), the read receives in its own task. With ``chunk_size``,
+        in pull and source modes, up to that many bytes received may be
+        returned instead of buffered (else, and in feed mode, ``b""``).
         """
         if self._waiter is not None:
             raise RuntimeError(
@@ -308,7 +353,10 @@ class StreamReader(ByteReceiveStream):
             )
         if self._source is not None:
             size = min(max(wanted, self._receive_size), MAX_RECEIVE_SIZE)
-            self._buffer.extend(await self._receive(self._source, size))
+            data = await self._receive(self._source, size)
+            if chunk_size:
+                return data
+            self._data.extend(data)
             return b""
 
         if self._pending_error is not None:
@@ -378,9 +426,19 @@ class StreamReader(ByteReceiveStream):
         ``ValueError`` and drop the line (up to and including its newline),
         or the whole buffer if no newline was seen yet.
         """
-        buffer = self._buffer
+        # The per-line path of pull and source modes: a line (within the
+        # limit) in the head.
+        head = self._head
+        if head:
+            start = self._head_start
+            end = head.find(b"\n", start, start + self._limit + 1) + 1
+            if end and self._exception is None:
+                self._head_start = end
+                return head[start:end]
+        buffer = self._data
         offset = 0
         if self._exception is None and buffer:
+            # The per-line path of feed mode.
             end = buffer.find(b"\n")
             if 0 <= end <= self._limit:
                 # _take_until(end + 1), inline: this is the per-line path.
@@ -393,6 +451,11 @@ class StreamReader(ByteReceiveStream):
             if end == -1 and len(buffer) <= self._limit:
                 # A partial line: the search goes on where this one ended.
                 offset = len(buffer)
+        elif self._exception is None and self._receives_chunks():
+            found = await self._readuntil_head(b"\n")
+            if found is not None:
+                return found
+        self._unhead()
         try:
             if self._exception is not None:
                 raise self._exception
@@ -410,9 +473,75 @@ class StreamReader(ByteReceiveStream):
             self._maybe_resume_transport()
             raise ValueError(exc.args[0])  # noqa: B904 (CPython chains it implicitly)
 
+    async def _readuntil_head(self, separator: bytes) -> bytes | None:
+        """``readuntil(separator)`` in the head, receiving onto it as needed.
+
+        ``None`` where the general path must answer instead (it raises or
+        waits as CPython's does): the match is beyond the limit, or so is the
+        search, or the head cannot take another receive (see
+        :meth:`_receive_onto_head`).
+        """
+        seplen = len(separator)
+        limit = self._limit
+        while True:
+            head = self._head
+            if head:
+                start = self._head_start
+                end = head.find(separator, start)
+                if end != -1:
+                    if end - start > limit:
+                        return None
+                    end += seplen
+                    self._head_start = end
+                    return head[start:end]
+                if len(head) - start - seplen >= limit:
+                    return None
+            if not await self._receive_onto_head("readuntil"):
+                return None
+
+    async def _receive_onto_head(self, func_name: str) -> bool:
+        """Pull and source modes: receive once, and join the chunk to the head.
+
+        False, without receiving, where the general path must go on: bytes
+        in ``_data``, the end of the stream, an error, or
+        ``MAX_HEAD_JOIN`` unread head bytes already. Else True once something
+        arrived: a chunk, now in the head, or bytes, the end of the stream or
+        an error that came another way (the caller looks again).
+        """
+        if (
+            self._data
+            or self._core.eof
+            or self._exception is not None
+            or len(self._head) - self._head_start >= MAX_HEAD_JOIN
+        ):
+            return False
+        if self._head_start == len(self._head):
+            # All read: an idle connection keeps no chunk.
+            self._head = b""
+            self._head_start = 0
+        chunk = await self._wait_for_data(func_name, chunk_size=MAX_RECEIVE_SIZE)
+        if chunk:
+            head = self._head
+            if self._data:  # fed meanwhile, by another task: those came first
+                self._data.extend(chunk)
+            elif head:
+                self._head = head[self._head_start :] + chunk
+                self._head_start = 0
+            else:
+                self._head = chunk
+        return True
+
+    def _take_head(self, n: int) -> bytes:
+        """Remove and return up to ``n`` bytes of the head."""
+        head = self._head
+        start = self._head_start
+        end = min(start + n, len(head))
+        self._head_start = end
+        return head[start:end]
+
     def _take_until(self, end: int) -> bytes:
         """Remove and return the first ``end`` bytes (a line, a frame)."""
-        buffer = self._buffer
+        buffer = self._data
         if end == len(buffer):
             line = bytes(buffer)
             buffer.clear()
@@ -433,7 +562,13 @@ class StreamReader(ByteReceiveStream):
         the data in the buffer.
         """
         if type(separator) is bytes and separator and self._exception is None:
+            if not self._data and self._receives_chunks():
+                chunk = await self._readuntil_head(separator)
+                if chunk is not None:
+                    return chunk
+                self._unhead()
             return await self._readuntil_bytes(separator)
+        self._unhead()
         return await self._readuntil(SeparatorSearch(separator))
 
     async def _readuntil_bytes(self, separator: bytes, offset: int = 0) -> bytes:
@@ -448,7 +583,7 @@ class StreamReader(ByteReceiveStream):
         ``offset`` starts the search past bytes already searched (at most
         ``limit`` of them, none of them a separator's end).
         """
-        buffer = self._buffer
+        buffer = self._data
         core = self._core
         limit = self._limit
         seplen = len(separator)
@@ -490,16 +625,19 @@ class StreamReader(ByteReceiveStream):
             raise self._exception
         if n == 0:
             return b""
+        if n > 0 and self._head_start < len(self._head):
+            return self._take_head(n)
         core = self._core
         if n < 0:
             # Wait for EOF before consuming anything, so that a cancelled
             # read(-1) loses nothing (asyncio's loses what it had read).
+            self._unhead()
             while not core.eof:
                 await self._wait_for_data("read")
-            data = core.take(len(self._buffer))
+            data = core.take(len(self._data))
             self._maybe_resume_transport()
             return data
-        if not self._buffer and not core.eof:
+        if not self._data and not core.eof:
             if n >= self._receive_size and self._waiter is None:
                 # Nothing buffered and the caller takes a whole receive:
                 # hand the chunk over without copying it through the buffer.
@@ -511,7 +649,11 @@ class StreamReader(ByteReceiveStream):
                     chunk = await self._wait_for_data("read", chunk_size=size)
                     if chunk:
                         return chunk
-            while not self._buffer and not core.eof:
+            if self._receives_chunks():
+                while await self._receive_onto_head("read"):
+                    if self._head_start < len(self._head):
+                        return self._take_head(n)
+            while not self._data and not core.eof:
                 await self._wait_for_data("read")
         data = core.take(n)
         self._maybe_resume_transport()
@@ -523,7 +665,15 @@ class StreamReader(ByteReceiveStream):
         At EOF before ``n`` bytes, raise ``IncompleteReadError`` whose
         ``partial`` holds what was buffered (the buffer is emptied).
         """
-        buffer = self._buffer
+        head = self._head
+        if head and n > 0 and self._exception is None:
+            # The per-frame path of pull and source modes: in the head.
+            start = self._head_start
+            end = start + n
+            if end <= len(head):
+                self._head_start = end
+                return head[start:end]
+        buffer = self._data
         if 0 < n < len(buffer) and self._exception is None:
             # The per-frame path: a part of what is buffered.
             data = bytes(buffer[:n])
@@ -537,6 +687,14 @@ class StreamReader(ByteReceiveStream):
             raise self._exception
         if n == 0:
             return b""
+        if not buffer and n <= MAX_HEAD_JOIN and self._receives_chunks():
+            while await self._receive_onto_head("readexactly"):
+                head = self._head
+                start = self._head_start
+                end = start + n
+                if end <= len(head):
+                    return self._take_head(n)
+            self._unhead()
         if len(buffer) == n:
             data = bytes(buffer)
             buffer.clear()
@@ -580,7 +738,9 @@ class StreamReader(ByteReceiveStream):
 
     async def aclose(self) -> None:
         """Close the source stream (if any) and drop what is buffered."""
-        self._buffer.clear()
+        self._data.clear()
+        self._head = b""
+        self._head_start = 0
         self._core.eof = True
         self._wakeup_waiter()
         if self._source is not None:
@@ -598,8 +758,9 @@ class StreamReader(ByteReceiveStream):
 
     def __repr__(self) -> str:
         info = ["StreamReader"]
-        if self._buffer:
-            info.append(f"{len(self._buffer)} bytes")
+        buffered = self._buffered()
+        if buffered:
+            info.append(f"{buffered} bytes")
         if self._core.eof:
             info.append("eof")
         if self._limit != DEFAULT_LIMIT:

@@ -14,6 +14,13 @@ when the limit was checked. The driver starts a read, lets it run until it
 either finishes or waits for data, and only then feeds the next chunk (or
 EOF when the chunks run out, or ``set_exception`` when the script says so).
 
+The portastreams reader runs in two modes. Fed, as above. And in source
+mode, where it receives from a stream itself: a chunk the driver gives while
+a read waits is what that read's next ``receive()`` returns (then the reader
+slices reads out of the chunk it received, its "head"), and EOF is the
+stream's end. Chunks given between reads are fed in both modes, as to the
+reference.
+
 The reference reader is stepped by hand: its coroutine is advanced with
 ``send(None)`` and "waiting" means it yielded its ``_waiter`` future, which
 belongs to a private event loop that never runs. This keeps the reference
@@ -358,6 +365,17 @@ class ReferenceSide:
     def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
         self.reader: Any = ReferenceReader(limit, loop=loop)
 
+    def buffered(self) -> bytes:
+        return bytes(self.reader._buffer)
+
+    def give(self, chunk: bytes) -> None:
+        """A chunk arrives while a read waits."""
+        self.reader.feed_data(chunk)
+
+    def give_eof(self) -> None:
+        """The end of the stream arrives while a read waits."""
+        self.reader.feed_eof()
+
     def start(self, read: Read) -> Handle:
         handle = ReferenceHandle(call(self.reader, read))
         handle.step()
@@ -380,6 +398,21 @@ class PortastreamsSide:
         self.reader = portastreams.StreamReader(limit)
         self.task_group = task_group
 
+    def buffered(self) -> bytes:
+        """What is buffered, head and bytearray (without moving the head,
+        as ``_buffer`` would)."""
+        reader = self.reader
+        return reader._head[reader._head_start :] + bytes(reader._data)
+
+    def give(self, chunk: bytes) -> None:
+        self.reader.feed_data(chunk)
+
+    def give_eof(self) -> None:
+        self.reader.feed_eof()
+
+    def waiting(self) -> bool:
+        return self.reader._waiter is not None
+
     def start(self, read: Read) -> Handle:
         handle = Handle()
         self.task_group.start_soon(self._run, read, handle)
@@ -399,10 +432,67 @@ class PortastreamsSide:
         for _ in range(1000):
             if handle.outcome is not None:
                 return True
-            if handle.started and not probe and self.reader._waiter is not None:
+            if handle.started and not probe and self.waiting():
                 return False
             await anyio.lowlevel.checkpoint()
         raise AssertionError("the read neither finished nor waited for data")
+
+
+class ChunkSource(anyio.abc.ByteReceiveStream):
+    """A byte stream whose every ``receive()`` returns one given chunk.
+
+    ``waiting`` is True while a ``receive()`` has nothing to return (it is
+    cleared when a chunk or the end is given, before the receiving task has
+    run, so a driver never mistakes a woken read for a waiting one).
+    """
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.ended = False
+        self.waiting = False
+        self.arrived = anyio.Event()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while not self.chunks and not self.ended:
+            self.waiting = True
+            self.arrived = anyio.Event()
+            await self.arrived.wait()
+        if not self.chunks:
+            raise anyio.EndOfStream
+        chunk = self.chunks.popleft()
+        assert len(chunk) <= max_bytes
+        return chunk
+
+    def give(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.waiting = False
+        self.arrived.set()
+
+    def give_eof(self) -> None:
+        self.ended = True
+        self.waiting = False
+        self.arrived.set()
+
+    async def aclose(self) -> None:
+        self.give_eof()
+
+
+class SourceSide(PortastreamsSide):
+    """portastreams' reader in source mode: it receives while a read waits."""
+
+    def __init__(self, limit: int, task_group: anyio.abc.TaskGroup) -> None:
+        super().__init__(limit, task_group)
+        self.source = ChunkSource()
+        self.reader = portastreams.StreamReader.from_stream(self.source, limit=limit)
+
+    def give(self, chunk: bytes) -> None:
+        self.source.give(chunk)
+
+    def give_eof(self) -> None:
+        self.source.give_eof()
+
+    def waiting(self) -> bool:
+        return self.source.waiting
 
 
 Side = ReferenceSide | PortastreamsSide
@@ -430,7 +520,7 @@ async def run_script(side: Side, script: Script) -> list[Step]:
     eof = False
     steps: list[Step] = []
     for op in (*script.ops, FINAL_READ):
-        step = Step(op, None, None, b"", False, before=bytes(reader._buffer))
+        step = Step(op, None, None, b"", False, before=side.buffered())
         transport.calls.clear()
         if isinstance(op, Feed):
             for _ in range(op.count):
@@ -457,15 +547,15 @@ async def run_script(side: Side, script: Script) -> list[Step]:
                 elif chunks and not eof:
                     chunk = chunks.popleft()
                     step.fed.append(chunk)
-                    reader.feed_data(chunk)
+                    side.give(chunk)
                 elif not eof:
                     eof = True
                     step.fed.append(b"<EOF>")
-                    reader.feed_eof()
+                    side.give_eof()
                 else:
                     raise AssertionError("a read waits for data after EOF")
             step.outcome = handle.outcome
-        step.buffer = bytes(reader._buffer)
+        step.buffer = side.buffered()
         step.at_eof = reader.at_eof()
         step.calls = transport.calls.copy()
         step.paused = reader._paused
@@ -529,11 +619,37 @@ def reference_loop() -> Generator[asyncio.AbstractEventLoop, None, None]:
     loop.close()
 
 
-async def run_both(script: Script, loop: asyncio.AbstractEventLoop) -> None:
+def for_source_mode(script: Script) -> Script:
+    """``script`` for a reader in source mode: no transport to pause, and no
+    ``set_exception()`` while a read waits (a read waiting inside its
+    stream's ``receive()`` wakes when the stream gives something)."""
+    ops = tuple(
+        Read(op.method, op.arg, None, op.probe) if isinstance(op, Read) else op
+        for op in script.ops
+    )
+    return Script(script.limit, script.chunks, ops)
+
+
+MODES = pytest.mark.parametrize("mode", ["fed", "source"])
+
+
+async def run_both(
+    script: Script,
+    loop: asyncio.AbstractEventLoop,
+    mode: str = "fed",
+    *,
+    events: bool = True,
+) -> None:
+    side_type = PortastreamsSide
+    if mode == "source":
+        script = for_source_mode(script)
+        side_type = SourceSide
     expected = await run_script(ReferenceSide(script.limit, loop), script)
     async with anyio.create_task_group() as task_group:
-        actual = await run_script(PortastreamsSide(script.limit, task_group), script)
+        actual = await run_script(side_type(script.limit, task_group), script)
     assert_same_steps(actual, expected)
+    if not events:  # (outside Hypothesis)
+        return
     for step in expected:
         for outcome in (step.outcome, step.probe):
             if outcome is not None and outcome.error is not None:
@@ -546,11 +662,12 @@ async def run_both(script: Script, loop: asyncio.AbstractEventLoop) -> None:
             event("the transport was paused or resumed")
 
 
+@MODES
 @given(script=scripts())
 async def test_matches_asyncio(
-    script: Script, reference_loop: asyncio.AbstractEventLoop
+    mode: str, script: Script, reference_loop: asyncio.AbstractEventLoop
 ) -> None:
-    await run_both(script, reference_loop)
+    await run_both(script, reference_loop, mode)
 
 
 @given(script=interrupted_scripts())
@@ -560,6 +677,7 @@ async def test_set_exception_while_waiting_matches_asyncio(
     await run_both(script, reference_loop)
 
 
+@MODES
 @given(
     data=data_strategy,
     cuts=st.lists(st.integers(0, 200), max_size=20),
@@ -569,6 +687,7 @@ async def test_set_exception_while_waiting_matches_asyncio(
     transport=st.booleans(),
 )
 async def test_one_method_repeatedly_matches_asyncio(
+    mode: str,
     data: bytes,
     cuts: list[int],
     limit: int,
@@ -578,6 +697,18 @@ async def test_one_method_repeatedly_matches_asyncio(
     reference_loop: asyncio.AbstractEventLoop,
 ) -> None:
     """The same read in a loop until EOF: long runs of one method, any chunking."""
+    script = one_method_script(data, cuts, limit, method, arg, transport)
+    await run_both(script, reference_loop, mode)
+
+
+def one_method_script(
+    data: bytes,
+    cuts: list[int],
+    limit: int,
+    method: Method,
+    arg: int | Separator,
+    transport: bool,
+) -> Script:
     read_arg: int | Separator | None = arg
     if method in ("readexactly", "read"):
         if not isinstance(arg, int):
@@ -590,7 +721,31 @@ async def test_one_method_repeatedly_matches_asyncio(
     bounds = sorted({0, len(data), *(cut for cut in cuts if cut <= len(data))})
     chunks = tuple(data[a:b] for a, b in itertools.pairwise(bounds))
     reads = (Read(method, read_arg),) * min(len(data) + 2, 60)
-    await run_both(Script(limit, chunks, reads, transport), reference_loop)
+    return Script(limit, chunks, reads, transport)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5])
+@pytest.mark.parametrize("separator", [b"\n", b"ab", (b"\n", b"ab")])
+@pytest.mark.parametrize("chunk_size", [3, 1000])
+async def test_items_at_the_limit_from_received_chunks_match_asyncio(
+    limit: int,
+    separator: Separator,
+    chunk_size: int,
+    reference_loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Items of every length from 0 to ``limit + 2`` bytes before their
+    separator, in chunks a source-mode reader receives and reads from (its
+    head): the ones over the limit must fail as asyncio's do, at the same
+    point and with the same buffer left, and the reads after them go on
+    alike."""
+    single = separator if isinstance(separator, bytes) else separator[0]
+    data = b"".join(b"x" * length + single for length in range(limit + 3)) * 2
+    method: Method = "readline" if separator == b"\n" else "readuntil"
+    arg = None if method == "readline" else separator
+    reads = (Read(method, arg),) * (2 * limit + 8)
+    chunks = tuple(data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
+    script = Script(limit, chunks, reads)
+    await run_both(script, reference_loop, "source", events=False)
 
 
 # -- the driver itself must be able to fail -------------------------------------

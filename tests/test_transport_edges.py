@@ -775,7 +775,7 @@ class SocketStandIn:
     ``fd_source``'s, so the transport's waits for readability and
     writability work; ``recv_into()`` has nothing (``BlockingIOError``),
     ``send()`` takes everything and counts it in ``sent``. Subclasses change
-    what they test."""
+    what they test; ``recv()`` receives as their ``recv_into()`` does."""
 
     def __init__(self, fd_source: socket.socket) -> None:
         self.fd_source = fd_source
@@ -786,6 +786,10 @@ class SocketStandIn:
 
     def recv_into(self, buffer: memoryview) -> int:
         raise BlockingIOError
+
+    def recv(self, size: int) -> bytes:
+        buffer = bytearray(size)
+        return bytes(buffer[: self.recv_into(memoryview(buffer))])
 
     def send(self, data: Any) -> int:
         self.sent += len(data)
@@ -1153,9 +1157,9 @@ async def test_a_large_read_on_an_empty_buffer_takes_the_receive_itself(
     """``read(n)`` with nothing buffered and ``n`` at least a receive's worth
     (64 KiB) returns what one ``recv(n)`` gave, never copied through the
     reader's buffer, as trio's ``receive_some(n)`` would; a smaller read
-    receives into the buffer, which keeps the rest for the next reads. The
-    peer's EOF still ends the stream."""
-    from portastreams._transport import RECEIVE_SIZE
+    receives a whole chunk, whose rest the reader keeps for the next reads.
+    The peer's EOF still ends the stream."""
+    from portastreams._reader import MAX_RECEIVE_SIZE
 
     real, other_end = socket.socketpair()
     fake = RecordingSocket(real)
@@ -1168,7 +1172,7 @@ async def test_a_large_read_on_an_empty_buffer_takes_the_receive_itself(
         assert not reader._buffer
         other_end.sendall(payload)
         assert await reader.read(100) == payload[:100]
-        assert fake.calls[1:] == [("recv_into", RECEIVE_SIZE, len(payload))]
+        assert fake.calls[1:] == [("recv", MAX_RECEIVE_SIZE, len(payload))]
         assert await reader.read(100_000) == payload[100:]  # from the buffer
         other_end.shutdown(socket.SHUT_WR)
         assert await reader.read(100_000) == b""
