@@ -725,9 +725,15 @@ class StreamTransport:
         assert sock is not None
         trio = _trio
         lowlevel = trio.lowlevel
+        # An interruption (see _interrupt_pull()) that finds the pull between
+        # two asks, or waiting for resume_reading(), is seen at the next one.
+        self._pull_interrupted = False
         while self._state is State.OPEN:
             if self._read_paused:  # (by the application: the reader resumes)
                 await self._wait_until_resumed()
+                if self._pull_interrupted:
+                    self._pull_interrupted = False
+                    return b""
                 continue
             self._pulling = True
             try:
@@ -742,6 +748,9 @@ class StreamTransport:
                     # server's handlers give each other those turns anyway.
                     self._receives_without_wait += 1
                     await lowlevel.cancel_shielded_checkpoint()
+                    if self._pull_interrupted:
+                        self._pull_interrupted = False
+                        return b""
                 received = self._receive_now(sock, chunk_size)
                 if received is None:
                     if self._receives_without_wait < 0:
@@ -806,16 +815,19 @@ class StreamTransport:
         return result
 
     def _interrupt_pull(self) -> None:
-        """Wake a pulled read that waits for the socket: somebody else gave
-        the reader an exception, its EOF or bytes (asyncio wakes the read).
+        """Wake a pulled read: somebody else gave the reader an exception,
+        its EOF or bytes (asyncio wakes the read). A read waiting on the
+        socket wakes now; one between two asks, before its next ask.
 
         trio wakes the socket's waiters with ``ClosedResourceError`` (a
         ``notify_closing()`` that no close follows); a flusher waiting to
         write takes that as the spurious wake-up it is and waits again.
         """
+        self._pull_interrupted = True
         if self._pull_parked:
-            self._pull_interrupted = True
             _trio.lowlevel.notify_closing(self._socket)
+        elif self._read_resumed is not None:
+            self._read_resumed.set()  # (a wait for resume_reading())
 
     def _poll(self) -> None:
         """Take all the socket has now, as a receiver would have by now.

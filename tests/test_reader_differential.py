@@ -14,12 +14,14 @@ when the limit was checked. The driver starts a read, lets it run until it
 either finishes or waits for data, and only then feeds the next chunk (or
 EOF when the chunks run out, or ``set_exception`` when the script says so).
 
-The portastreams reader runs in two modes. Fed, as above. And in source
-mode, where it receives from a stream itself: a chunk the driver gives while
-a read waits is what that read's next ``receive()`` returns (then the reader
+The portastreams reader runs in three modes. Fed, as above. In source mode,
+where it receives from a stream itself: a chunk the driver gives while a
+read waits is what that read's next ``receive()`` returns (then the reader
 slices reads out of the chunk it received, its "head"), and EOF is the
-stream's end. Chunks given between reads are fed in both modes, as to the
-reference.
+stream's end. And pulled, on trio: a connection's reader on a real socket,
+whose reads receive themselves; the driver sends the chunk from the other
+end, or shuts it down. Chunks given between reads are fed in every mode, as
+to the reference.
 
 The reference reader is stepped by hand: its coroutine is advanced with
 ``send(None)`` and "waiting" means it yielded its ``_waiter`` future, which
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Sequence
@@ -322,7 +325,7 @@ class Step:
     fed: list[bytes] = field(default_factory=list)  # chunks fed during it
     interrupted: bool = False  # set_exception was called while it waited
     calls: list[str] = field(default_factory=list)  # transport calls during it
-    paused: bool = False  # reading paused afterwards
+    paused: bool | None = False  # reading paused afterwards (None: not compared)
 
 
 class Handle:
@@ -362,6 +365,8 @@ class ReferenceHandle(Handle):
 class ReferenceSide:
     """CPython's reader, its coroutines stepped by hand."""
 
+    pauses_as_asyncio = True
+
     def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
         self.reader: Any = ReferenceReader(limit, loop=loop)
 
@@ -393,6 +398,10 @@ class ReferenceSide:
 
 class PortastreamsSide:
     """portastreams' reader, each read in a task of the running backend."""
+
+    #: Whether ``_paused`` is compared (a connection's reader pauses its own
+    #: transport, with no reference to compare it with).
+    pauses_as_asyncio = True
 
     def __init__(self, limit: int, task_group: anyio.abc.TaskGroup) -> None:
         self.reader = portastreams.StreamReader(limit)
@@ -495,6 +504,46 @@ class SourceSide(PortastreamsSide):
         return self.source.waiting
 
 
+class PulledSide(PortastreamsSide):
+    """portastreams' reader on a trio socket: its reads receive themselves."""
+
+    pauses_as_asyncio = False
+
+    def __init__(self, limit: int, task_group: anyio.abc.TaskGroup) -> None:
+        super().__init__(limit, task_group)
+        self.limit = limit
+
+    async def __aenter__(self) -> PulledSide:
+        ours, self.peer = socket.socketpair()
+        self.ours = ours
+        stream = await anyio.abc.SocketStream.from_socket(ours)
+        self.reader, self.writer = portastreams.wrap_stream(stream, limit=self.limit)
+        assert self.reader._puller is not None
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+        self.peer.close()
+
+    def give(self, chunk: bytes) -> None:
+        self.peer.sendall(chunk)
+
+    def give_eof(self) -> None:
+        self.peer.shutdown(socket.SHUT_WR)
+
+    def waiting(self) -> bool:
+        """A read waits, nobody has woken it, and the socket has nothing it
+        has not taken."""
+        if self.reader._waiter is None or self.writer.transport._pull_interrupted:
+            return False
+        try:
+            self.ours.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        return False
+
+
 Side = ReferenceSide | PortastreamsSide
 
 FINAL_READ = Read("read", -1)
@@ -558,7 +607,7 @@ async def run_script(side: Side, script: Script) -> list[Step]:
         step.buffer = side.buffered()
         step.at_eof = reader.at_eof()
         step.calls = transport.calls.copy()
-        step.paused = reader._paused
+        step.paused = reader._paused if side.pauses_as_asyncio else None
         steps.append(step)
     return steps
 
@@ -604,7 +653,8 @@ def assert_same_steps(actual: list[Step], expected: list[Step]) -> None:
         else:
             assert ours.buffer == theirs.buffer, where
             assert ours.at_eof == theirs.at_eof, where
-            assert ours.paused == theirs.paused, where
+            if ours.paused is not None:
+                assert ours.paused == theirs.paused, where
             # read(-1) differs in how: asyncio reads in limit-sized blocks,
             # resuming as it goes; portastreams resumes before each wait.
             if not is_read_all(ours.op):
@@ -644,9 +694,17 @@ async def run_both(
     if mode == "source":
         script = for_source_mode(script)
         side_type = SourceSide
+    elif mode == "pulled":
+        script = Script(script.limit, script.chunks, script.ops)  # its own transport
+        side_type = PulledSide
     expected = await run_script(ReferenceSide(script.limit, loop), script)
     async with anyio.create_task_group() as task_group:
-        actual = await run_script(side_type(script.limit, task_group), script)
+        side = side_type(script.limit, task_group)
+        if isinstance(side, PulledSide):
+            async with side:
+                actual = await run_script(side, script)
+        else:
+            actual = await run_script(side, script)
     assert_same_steps(actual, expected)
     if not events:  # (outside Hypothesis)
         return
@@ -722,6 +780,47 @@ def one_method_script(
     chunks = tuple(data[a:b] for a, b in itertools.pairwise(bounds))
     reads = (Read(method, read_arg),) * min(len(data) + 2, 60)
     return Script(limit, chunks, reads, transport)
+
+
+#: A connection's reader on trio pulls (trio only, by nature).
+ON_TRIO = pytest.mark.parametrize("anyio_backend", ["trio"])
+
+
+@ON_TRIO
+@given(script=scripts())
+async def test_pulled_reads_match_asyncio(
+    anyio_backend: object, script: Script, reference_loop: asyncio.AbstractEventLoop
+) -> None:
+    await run_both(script, reference_loop, "pulled")
+
+
+@ON_TRIO
+@given(script=interrupted_scripts())
+async def test_set_exception_while_a_pulled_read_waits_matches_asyncio(
+    anyio_backend: object, script: Script, reference_loop: asyncio.AbstractEventLoop
+) -> None:
+    await run_both(script, reference_loop, "pulled")
+
+
+@ON_TRIO
+@given(
+    data=data_strategy,
+    cuts=st.lists(st.integers(0, 200), max_size=20),
+    limit=limits,
+    method=st.sampled_from(["readline", "readuntil", "readexactly", "read"]),
+    arg=st.one_of(separator_strategy, st.integers(-1, 30)),
+)
+async def test_one_pulled_method_repeatedly_matches_asyncio(
+    anyio_backend: object,
+    data: bytes,
+    cuts: list[int],
+    limit: int,
+    method: Method,
+    arg: int | Separator,
+    reference_loop: asyncio.AbstractEventLoop,
+) -> None:
+    script = one_method_script(data, cuts, limit, method, arg, False)
+    await run_both(script, reference_loop, "pulled")
 
 
 @pytest.mark.parametrize("limit", [1, 2, 5])

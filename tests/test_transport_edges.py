@@ -1054,6 +1054,52 @@ async def test_after_a_short_receive_a_pulled_read_yields_before_asking(
         await writer.wait_closed()
 
 
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize("news", ["set_exception", "feed_eof", "feed_data"])
+async def test_news_between_two_asks_wakes_a_pulled_read(
+    anyio_backend: object, news: str
+) -> None:
+    """After a short receive a pulled read yields before it asks the socket
+    again (see above). News for the reader in that moment, from another task
+    (``set_exception()``, ``feed_eof()``, ``feed_data()``), must wake it as
+    it wakes a read waiting on the socket, as asyncio's would be: the read
+    must not go on to wait for the socket's next bytes."""
+    real, other_end = socket.socketpair()
+    with other_end, anyio.fail_after(TIMEOUT):
+        stream = await anyio.abc.SocketStream.from_socket(real)
+        reader, writer = portastreams.wrap_stream(stream)
+        transport = writer.transport
+        other_end.send(b"ping\n")
+        assert await reader.readline() == b"ping\n"  # a short receive
+        outcome: list[object] = []
+
+        async def readline() -> None:
+            try:
+                outcome.append(await reader.readline())
+            except ConnectionResetError as exc:
+                outcome.append(exc)
+
+        error = ConnectionResetError("given")
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(readline)
+            while reader._waiter is None:
+                await anyio.lowlevel.checkpoint()
+            assert not transport._pull_parked  # between two asks
+            if news == "set_exception":
+                reader.set_exception(error)
+            elif news == "feed_eof":
+                reader.feed_eof()
+            else:
+                reader.feed_data(b"fed\n")
+            with anyio.fail_after(1):  # not until the peer sends
+                while not outcome:
+                    await anyio.lowlevel.checkpoint()
+        expected = {"set_exception": error, "feed_eof": b"", "feed_data": b"fed\n"}
+        assert outcome == [expected[news]]
+        writer.close()
+        await writer.wait_closed()
+
+
 def test_questions_outside_the_event_loop_look_at_nothing() -> None:
     """A pulled connection asked after its trio run ended (a writer that is
     collected later, in whatever event loop) does not touch the socket: a
