@@ -479,7 +479,7 @@ class StreamReader(ByteReceiveStream):
         ``None`` where the general path must answer instead (it raises or
         waits as CPython's does): the match is beyond the limit, or so is the
         search, or the head cannot take another receive (see
-        :meth:`_receive_onto_head`).
+        :meth:`_head_can_grow`).
         """
         seplen = len(separator)
         limit = self._limit
@@ -496,17 +496,24 @@ class StreamReader(ByteReceiveStream):
                     return head[start:end]
                 if len(head) - start - seplen >= limit:
                     return None
-            if not await self._receive_onto_head("readuntil"):
+            if not self._head_can_grow():
                 return None
+            self._join_head(
+                await self._wait_for_data("readuntil", chunk_size=MAX_RECEIVE_SIZE)
+            )
 
-    async def _receive_onto_head(self, func_name: str) -> bool:
-        """Pull and source modes: receive once, and join the chunk to the head.
+    def _head_can_grow(self) -> bool:
+        """Whether a read may receive onto the head (pull and source modes).
 
-        False, without receiving, where the general path must go on: bytes
-        in ``_data``, the end of the stream, an error, or
-        ``MAX_HEAD_JOIN`` unread head bytes already. Else True once something
-        arrived: a chunk, now in the head, or bytes, the end of the stream or
-        an error that came another way (the caller looks again).
+        Not with bytes in ``_data``, at the end of the stream, after an
+        error, or with ``MAX_HEAD_JOIN`` unread head bytes already: the
+        general path goes on then. A head read to its end is dropped (an
+        idle connection keeps no chunk).
+
+        A read then waits inline, ``_wait_for_data(..., chunk_size=
+        MAX_RECEIVE_SIZE)``, and gives :meth:`_join_head` what it got: no
+        coroutine of its own, as each frame of the await chain stays alive
+        on every idle connection.
         """
         if (
             self._data
@@ -516,10 +523,13 @@ class StreamReader(ByteReceiveStream):
         ):
             return False
         if self._head_start == len(self._head):
-            # All read: an idle connection keeps no chunk.
             self._head = b""
             self._head_start = 0
-        chunk = await self._wait_for_data(func_name, chunk_size=MAX_RECEIVE_SIZE)
+        return True
+
+    def _join_head(self, chunk: bytes) -> None:
+        """Append a chunk received for the head (``b""``: bytes, the end of
+        the stream or an error came another way; the read looks again)."""
         if chunk:
             head = self._head
             if self._data:  # fed meanwhile, by another task: those came first
@@ -529,7 +539,6 @@ class StreamReader(ByteReceiveStream):
                 self._head_start = 0
             else:
                 self._head = chunk
-        return True
 
     def _take_head(self, n: int) -> bytes:
         """Remove and return up to ``n`` bytes of the head."""
@@ -650,7 +659,10 @@ class StreamReader(ByteReceiveStream):
                     if chunk:
                         return chunk
             if self._receives_chunks():
-                while await self._receive_onto_head("read"):
+                while self._head_can_grow():
+                    self._join_head(
+                        await self._wait_for_data("read", chunk_size=MAX_RECEIVE_SIZE)
+                    )
                     if self._head_start < len(self._head):
                         return self._take_head(n)
             while not self._data and not core.eof:
@@ -688,11 +700,13 @@ class StreamReader(ByteReceiveStream):
         if n == 0:
             return b""
         if not buffer and n <= MAX_HEAD_JOIN and self._receives_chunks():
-            while await self._receive_onto_head("readexactly"):
-                head = self._head
-                start = self._head_start
-                end = start + n
-                if end <= len(head):
+            while self._head_can_grow():
+                self._join_head(
+                    await self._wait_for_data(
+                        "readexactly", chunk_size=MAX_RECEIVE_SIZE
+                    )
+                )
+                if self._head_start + n <= len(self._head):
                     return self._take_head(n)
             self._unhead()
         if len(buffer) == n:

@@ -17,6 +17,7 @@ import errno
 import gc
 import itertools
 import logging
+import os
 import socket
 import struct
 import threading
@@ -1096,6 +1097,55 @@ async def test_news_between_two_asks_wakes_a_pulled_read(
                     await anyio.lowlevel.checkpoint()
         expected = {"set_exception": error, "feed_eof": b"", "feed_data": b"fed\n"}
         assert outcome == [expected[news]]
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize(
+    ("read", "frames"),
+    [("readline", 4), ("readuntil", 4), ("readexactly", 3), ("read", 3)],
+)
+async def test_an_idle_pulled_read_waits_through_few_frames(
+    anyio_backend: object, read: str, frames: int
+) -> None:
+    """An idle trio connection's read waits on the socket itself, and every
+    coroutine frame between the read and trio's ``wait_readable()`` stays
+    alive as long as it waits: on a server, on every idle connection. So the
+    reads keep their waits inline: ``readline()`` and ``readuntil()`` wait
+    through four frames of ours (the read, its search loop, the wait, the
+    pull), ``readexactly()`` and ``read()`` through three."""
+    real, other_end = socket.socketpair()
+    with other_end, anyio.fail_after(TIMEOUT):
+        stream = await anyio.abc.SocketStream.from_socket(real)
+        reader, writer = portastreams.wrap_stream(stream)
+        other_end.send(b"ping\n")
+        assert await reader.readline() == b"ping\n"
+        coroutine = {
+            "readline": reader.readline,
+            "readuntil": lambda: reader.readuntil(b"\r\n"),
+            "readexactly": lambda: reader.readexactly(4),
+            "read": lambda: reader.read(100),
+        }[read]()
+
+        async def wait() -> None:
+            await coroutine
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(wait)
+            while not writer.transport._pull_parked:
+                await anyio.lowlevel.checkpoint()
+            chain = []
+            awaited: Any = coroutine
+            while hasattr(awaited, "cr_code"):
+                chain.append((awaited.cr_code.co_filename, awaited.cr_code.co_name))
+                awaited = awaited.cr_await
+            package = os.path.dirname(portastreams.__file__) + os.sep
+            ours = [name for path, name in chain if path.startswith(package)]
+            assert ours[0] == read
+            assert ours[-1] == "_pull"
+            assert len(ours) == frames, ours
+            task_group.cancel_scope.cancel()
         writer.close()
         await writer.wait_closed()
 
