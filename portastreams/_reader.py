@@ -131,6 +131,10 @@ class StreamReader(ByteReceiveStream):
     ``async for`` yields lines, as in asyncio (not chunks, as AnyIO streams).
     """
 
+    #: The asyncio event loop its reads wait in, once one has (a reader is
+    #: bound to one loop, as asyncio's is; a closed one is replaced).
+    _loop: asyncio.AbstractEventLoop | None = None
+
     def __init__(self, limit: int = DEFAULT_LIMIT, loop: object = None) -> None:
         if limit <= 0:
             raise ValueError("Limit cannot be <= 0")
@@ -197,11 +201,6 @@ class StreamReader(ByteReceiveStream):
             self._head = b""
             self._head_start = 0
 
-    def _receives_chunks(self) -> bool:
-        """Whether a read receives itself (pull and source modes), so that
-        what it receives can become the head."""
-        return self._puller is not None or self._source is not None
-
     def _buffered(self) -> int:
         """How many bytes are buffered, head and bytearray."""
         return len(self._head) - self._head_start + len(self._data)
@@ -219,10 +218,6 @@ class StreamReader(ByteReceiveStream):
             # (Even after set_exception(): a reset replaces it, as asyncio's
             # connection_lost() does.)
             self._puller._poll()
-        return self._exception or self._pending_error
-
-    def _known_exception(self) -> BaseException | None:
-        """:meth:`exception`, without asking the connection for news."""
         return self._exception or self._pending_error
 
     def set_exception(self, exc: BaseException) -> None:
@@ -380,10 +375,16 @@ class StreamReader(ByteReceiveStream):
             if self._exception is not None:
                 raise self._exception  # set meanwhile: a fed wait is woken so
             return chunk
-        if self._backend is None:
-            self._backend = running_backend()
-        if self._backend == "asyncio":
-            future = self._waiter = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            if self._backend is None:
+                self._backend = running_backend()
+            if self._backend == "asyncio":
+                # Kept: asking for the running loop takes longer than the rest
+                # of a wait on Python 3.10 and 3.11.
+                loop = self._loop = asyncio.get_running_loop()
+        if loop is not None:
+            future = self._waiter = loop.create_future()
             try:
                 await future
             finally:
@@ -436,30 +437,29 @@ class StreamReader(ByteReceiveStream):
                 self._head_start = end
                 return head[start:end]
         buffer = self._data
-        offset = 0
         if self._exception is None and buffer:
             # The per-line path of feed mode.
             end = buffer.find(b"\n")
             if 0 <= end <= self._limit:
-                # _take_until(end + 1), inline: this is the per-line path.
+                # The line, inline: this is the per-line path.
                 end += 1
                 line = bytes(buffer[:end])
                 del buffer[:end]
                 if self._paused and len(buffer) <= self._limit:
                     self._maybe_resume_transport()
                 return line
-            if end == -1 and len(buffer) <= self._limit:
-                # A partial line: the search goes on where this one ended.
-                offset = len(buffer)
-        elif self._exception is None and self._receives_chunks():
+        elif self._exception is None and (
+            self._puller is not None or self._source is not None
+        ):
             found = await self._readuntil_head(b"\n")
             if found is not None:
                 return found
-        self._unhead()
+        if self._head:
+            self._unhead()
         try:
             if self._exception is not None:
                 raise self._exception
-            return await self._readuntil_bytes(b"\n", offset)
+            return await self.readuntil(b"\n")
         # asyncio's classes, not only ours: an exception given to
         # set_exception() is re-raised here, and CPython's readline() turns
         # any IncompleteReadError / LimitOverrunError into its result.
@@ -548,19 +548,6 @@ class StreamReader(ByteReceiveStream):
         self._head_start = end
         return head[start:end]
 
-    def _take_until(self, end: int) -> bytes:
-        """Remove and return the first ``end`` bytes (a line, a frame)."""
-        buffer = self._data
-        if end == len(buffer):
-            line = bytes(buffer)
-            buffer.clear()
-        else:
-            line = bytes(buffer[:end])
-            del buffer[:end]
-        if self._paused and len(buffer) <= self._limit:
-            self._maybe_resume_transport()
-        return line
-
     async def readuntil(self, separator: bytes | tuple[bytes, ...] = b"\n") -> bytes:
         """Read up to and including the first separator.
 
@@ -570,38 +557,43 @@ class StreamReader(ByteReceiveStream):
         is found within ``limit`` bytes raise ``LimitOverrunError``, leaving
         the data in the buffer.
         """
-        if type(separator) is bytes and separator and self._exception is None:
-            if not self._data and self._receives_chunks():
-                chunk = await self._readuntil_head(separator)
-                if chunk is not None:
-                    return chunk
+        if type(separator) is not bytes or not separator or self._exception:
+            if self._head:
                 self._unhead()
-            return await self._readuntil_bytes(separator)
-        self._unhead()
-        return await self._readuntil(SeparatorSearch(separator))
-
-    async def _readuntil_bytes(self, separator: bytes, offset: int = 0) -> bytes:
-        """``readuntil(separator)`` for one bytes separator: the common case, inline.
-
-        CPython's search loop itself (``readline()`` waits in it too, hence
-        the "readuntil" its "already waiting" ``RuntimeError`` names). The
-        loop ends with a match within the limit, or at the limit or EOF,
-        where the general search (:class:`SeparatorSearch`), given the saved
-        offset -- stale if a concurrent ``read()`` took bytes meanwhile, as
-        in CPython -- repeats the last step and raises what CPython raises.
-        ``offset`` starts the search past bytes already searched (at most
-        ``limit`` of them, none of them a separator's end).
-        """
+            return await self._readuntil(SeparatorSearch(separator))
+        # One bytes separator, the common case: CPython's search loop itself,
+        # inline (readline() waits in it too). It ends with a match within
+        # the limit, or at the limit or EOF, where the general search
+        # (SeparatorSearch), given the saved offset -- stale if a concurrent
+        # read() took bytes meanwhile, as in CPython -- repeats the last step
+        # and raises what CPython raises.
         buffer = self._data
+        if not buffer and (self._puller is not None or self._source is not None):
+            found = await self._readuntil_head(separator)
+            if found is not None:
+                return found
+            if self._head:
+                self._unhead()
         core = self._core
         limit = self._limit
         seplen = len(separator)
+        offset = 0
         while True:
             buflen = len(buffer)
             if buflen - offset >= seplen:
                 end = buffer.find(separator, offset)
                 if 0 <= end <= limit:
-                    return self._take_until(end + seplen)
+                    # The match, inline: the per-request path.
+                    end += seplen
+                    if end == buflen:
+                        found = bytes(buffer)
+                        buffer.clear()
+                    else:
+                        found = bytes(buffer[:end])
+                        del buffer[:end]
+                    if self._paused and len(buffer) <= limit:
+                        self._maybe_resume_transport()
+                    return found
                 if end != -1 or buflen + 1 - seplen > limit:
                     break
                 offset = buflen + 1 - seplen
@@ -658,7 +650,7 @@ class StreamReader(ByteReceiveStream):
                     chunk = await self._wait_for_data("read", chunk_size=size)
                     if chunk:
                         return chunk
-            if self._receives_chunks():
+            if self._puller is not None or self._source is not None:
                 while self._head_can_grow():
                     self._join_head(
                         await self._wait_for_data("read", chunk_size=MAX_RECEIVE_SIZE)
@@ -699,7 +691,11 @@ class StreamReader(ByteReceiveStream):
             raise self._exception
         if n == 0:
             return b""
-        if not buffer and n <= MAX_HEAD_JOIN and self._receives_chunks():
+        if (
+            not buffer
+            and n <= MAX_HEAD_JOIN
+            and (self._puller is not None or self._source is not None)
+        ):
             while self._head_can_grow():
                 self._join_head(
                     await self._wait_for_data(

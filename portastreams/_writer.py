@@ -268,8 +268,9 @@ class StreamWriter(ByteSendStream):
         falls to the low-water mark. Raises the connection error after the
         connection is lost (``ConnectionResetError`` family).
         """
-        if self._reader is not None:
-            exc = self._reader._known_exception()
+        reader = self._reader
+        if reader is not None:
+            exc = reader._exception or reader._pending_error  # (no news asked)
             if exc is not None:
                 raise exc
         await self._protocol._drain_helper()

@@ -22,7 +22,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -1121,12 +1121,13 @@ async def test_an_idle_pulled_read_waits_through_few_frames(
         reader, writer = portastreams.wrap_stream(stream)
         other_end.send(b"ping\n")
         assert await reader.readline() == b"ping\n"
-        coroutine = {
+        reads: dict[str, Callable[[], Coroutine[Any, Any, bytes]]] = {
             "readline": reader.readline,
             "readuntil": lambda: reader.readuntil(b"\r\n"),
             "readexactly": lambda: reader.readexactly(4),
             "read": lambda: reader.read(100),
-        }[read]()
+        }
+        coroutine = reads[read]()
 
         async def wait() -> None:
             await coroutine
