@@ -709,11 +709,13 @@ NOTES = (
     "receive call of its own, a system call and a pass through the event "
     "loop: that, not the buffer, is its *frames* figure.",
     "The hand-written trio buffer returns ``bytearray`` slices of its "
-    "buffer and skips consumed bytes with an offset; asyncio's API (and so "
-    "portastreams) returns ``bytes`` and drops them from the buffer, which "
-    "costs one more allocation and copy per item and the ``del`` (about "
-    "110 ns per line on this machine, by ``timeit``) in *lines* and "
-    "*frames*.",
+    "buffer and skips consumed bytes with an offset. asyncio's API returns "
+    "``bytes``: a reader whose reads receive themselves (portastreams on a "
+    "trio socket) slices them out of the ``bytes`` chunk it received, one "
+    "copy per item as in the hand-written buffer; a fed reader (asyncio's, "
+    "and portastreams on asyncio) copies each item out of a ``bytearray`` "
+    "and drops it from the front, one more allocation and copy and a "
+    "``del`` per item.",
     "The *upload* workload is bound by the kernel's loopback TCP path and "
     "the peer more than by the stream implementation: a plain blocking "
     "``sendall`` loop without any event loop takes about as long as "

@@ -735,38 +735,17 @@ async def test_set_exception_while_waiting_matches_asyncio(
     await run_both(script, reference_loop)
 
 
-@MODES
-@given(
-    data=data_strategy,
-    cuts=st.lists(st.integers(0, 200), max_size=20),
-    limit=limits,
-    method=st.sampled_from(["readline", "readuntil", "readexactly", "read"]),
-    arg=st.one_of(separator_strategy, st.integers(-1, 30)),
-    transport=st.booleans(),
-)
-async def test_one_method_repeatedly_matches_asyncio(
-    mode: str,
-    data: bytes,
-    cuts: list[int],
-    limit: int,
-    method: Method,
-    arg: int | Separator,
-    transport: bool,
-    reference_loop: asyncio.AbstractEventLoop,
-) -> None:
+@st.composite
+def one_method_scripts(draw: st.DrawFn) -> Script:
     """The same read in a loop until EOF: long runs of one method, any chunking."""
-    script = one_method_script(data, cuts, limit, method, arg, transport)
-    await run_both(script, reference_loop, mode)
-
-
-def one_method_script(
-    data: bytes,
-    cuts: list[int],
-    limit: int,
-    method: Method,
-    arg: int | Separator,
-    transport: bool,
-) -> Script:
+    data = draw(data_strategy)
+    cuts = draw(st.lists(st.integers(0, 200), max_size=20))
+    limit = draw(limits)
+    method: Method = draw(
+        st.sampled_from(["readline", "readuntil", "readexactly", "read"])
+    )
+    arg: int | Separator = draw(st.one_of(separator_strategy, st.integers(-1, 30)))
+    transport = draw(st.booleans())
     read_arg: int | Separator | None = arg
     if method in ("readexactly", "read"):
         if not isinstance(arg, int):
@@ -782,44 +761,33 @@ def one_method_script(
     return Script(limit, chunks, reads, transport)
 
 
+@MODES
+@given(script=one_method_scripts())
+async def test_one_method_repeatedly_matches_asyncio(
+    mode: str, script: Script, reference_loop: asyncio.AbstractEventLoop
+) -> None:
+    await run_both(script, reference_loop, mode)
+
+
 #: A connection's reader on trio pulls (trio only, by nature).
 ON_TRIO = pytest.mark.parametrize("anyio_backend", ["trio"])
 
 
 @ON_TRIO
-@given(script=scripts())
+@given(script=st.one_of(scripts(), interrupted_scripts()))
 async def test_pulled_reads_match_asyncio(
     anyio_backend: object, script: Script, reference_loop: asyncio.AbstractEventLoop
 ) -> None:
+    """Any script; half of them end with ``set_exception()`` while a read
+    waits (on the socket, or between two asks)."""
     await run_both(script, reference_loop, "pulled")
 
 
 @ON_TRIO
-@given(script=interrupted_scripts())
-async def test_set_exception_while_a_pulled_read_waits_matches_asyncio(
+@given(script=one_method_scripts())
+async def test_one_pulled_method_repeatedly_matches_asyncio(
     anyio_backend: object, script: Script, reference_loop: asyncio.AbstractEventLoop
 ) -> None:
-    await run_both(script, reference_loop, "pulled")
-
-
-@ON_TRIO
-@given(
-    data=data_strategy,
-    cuts=st.lists(st.integers(0, 200), max_size=20),
-    limit=limits,
-    method=st.sampled_from(["readline", "readuntil", "readexactly", "read"]),
-    arg=st.one_of(separator_strategy, st.integers(-1, 30)),
-)
-async def test_one_pulled_method_repeatedly_matches_asyncio(
-    anyio_backend: object,
-    data: bytes,
-    cuts: list[int],
-    limit: int,
-    method: Method,
-    arg: int | Separator,
-    reference_loop: asyncio.AbstractEventLoop,
-) -> None:
-    script = one_method_script(data, cuts, limit, method, arg, False)
     await run_both(script, reference_loop, "pulled")
 
 
