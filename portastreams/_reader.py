@@ -557,7 +557,7 @@ class StreamReader(ByteReceiveStream):
         is found within ``limit`` bytes raise ``LimitOverrunError``, leaving
         the data in the buffer.
         """
-        if type(separator) is not bytes or not separator or self._exception:
+        if type(separator) is not bytes or not separator or self._exception is not None:
             if self._head:
                 self._unhead()
             return await self._readuntil(SeparatorSearch(separator))
