@@ -320,6 +320,20 @@ async def test_waiting_while_paused_resumes_reading_first() -> None:
     assert "paused" not in repr(reader)
 
 
+async def test_a_readexactly_that_waited_resumes_at_exactly_the_limit() -> None:
+    """As CPython: reading resumes once a read leaves no more than ``limit``
+    bytes buffered -- here exactly ``limit``, after the read waited."""
+    transport = FakeTransport()
+    reader = StreamReader(limit=4)
+    reader.set_transport(transport)
+    async with anyio.create_task_group() as tg:
+        pending = await start(tg, lambda: reader.readexactly(13))
+        reader.feed_data(b"x" * 17)  # above 2 * limit: paused
+        assert transport.calls == ["pause"]
+    assert pending.result == b"x" * 13
+    assert transport.calls == ["pause", "resume"]  # 4 bytes left: the limit
+
+
 async def test_incomplete_read_leaves_the_transport_paused() -> None:
     """As CPython: readexactly's IncompleteReadError does not resume reading."""
     transport = FakeTransport()

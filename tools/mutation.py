@@ -66,6 +66,7 @@ TESTS: Final[dict[str, tuple[str, ...]]] = {
     "_reader": (
         "tests/test_reader.py",
         "tests/test_reader_edges.py",
+        "tests/test_transport_edges.py",
         "tests/test_error_mapping.py",
         "tests/test_reader_source.py",
         "tests/test_reader_differential.py",
