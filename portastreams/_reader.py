@@ -99,9 +99,17 @@ class _TaskWaiter:
 
 
 class _SourceWait:
-    """Marks a source-mode reader as inside ``receive()`` (for the concurrency check)."""
+    """Marks a reader as receiving itself (for the concurrency check).
 
-    __slots__ = ()
+    A source-mode read receives inside ``scope``, which
+    :meth:`StreamReader.set_exception` cancels; a pulled read (``scope`` is
+    ``None``) is woken by its transport.
+    """
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: anyio.CancelScope | None = None) -> None:
+        self.scope = scope
 
     def __repr__(self) -> str:
         return "<receiving>"
@@ -149,7 +157,9 @@ class StreamReader(ByteReceiveStream):
         #: returns one slice of it: one copy, where the bytearray costs two
         #: and a ``del``. Every other path first moves it into ``_data``
         #: (:meth:`_unhead`). A head read to its end stays until the next
-        #: receive replaces it, or a wait drops it.
+        #: receive replaces it, or a wait drops it. There is no head while
+        #: an exception is set (:meth:`_fail` moves it), so head reads need
+        #: not look for one.
         self._head = b""
         self._head_start = 0
         self._exception: BaseException | None = None
@@ -172,7 +182,12 @@ class StreamReader(ByteReceiveStream):
     def from_stream(
         cls, stream: ByteReceiveStream, *, limit: int = DEFAULT_LIMIT
     ) -> StreamReader:
-        """Return a reader in source mode, pulling from ``stream`` on demand."""
+        """Return a reader in source mode, pulling from ``stream`` on demand.
+
+        :meth:`set_exception` ends a read that waits in ``stream.receive()``
+        (cancelling that receive); bytes and EOF fed meanwhile are read once
+        the receive returns.
+        """
         reader = cls(limit)
         reader._source = stream
         return reader
@@ -222,8 +237,14 @@ class StreamReader(ByteReceiveStream):
 
     def set_exception(self, exc: BaseException) -> None:
         """Make every following read raise ``exc``; a waiting read raises it now."""
-        self._exception = exc
+        self._fail(exc)
         self._wake_waiter(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Make every following read raise ``exc`` (the head joins ``_data``)."""
+        self._exception = exc
+        if self._head:
+            self._unhead()
 
     def _connection_lost(self, exc: BaseException) -> None:
         """The connection failed: reads get what is buffered, then ``exc``.
@@ -265,6 +286,13 @@ class StreamReader(ByteReceiveStream):
             interrupt = getattr(self._transport, "_interrupt_pull", None)
             if interrupt is not None:
                 interrupt()
+            return
+        if isinstance(waiter, _SourceWait):
+            # A source-mode read inside its stream's receive(): an error ends
+            # it (what the stream then drops, no read would return); bytes
+            # and EOF fed meanwhile are read once the receive returns.
+            if exc is not None and waiter.scope is not None:
+                waiter.scope.cancel()
             return
         self._waiter = None
         if isinstance(waiter, _TaskWaiter):
@@ -349,14 +377,20 @@ class StreamReader(ByteReceiveStream):
         if self._source is not None:
             size = min(max(wanted, self._receive_size), MAX_RECEIVE_SIZE)
             data = await self._receive(self._source, size)
+            if self._exception is not None:
+                # set_exception() came as the receive returned: keep the
+                # bytes (as asyncio's buffer would) and raise.
+                self._data.extend(data)
+                raise self._exception
             if chunk_size:
                 return data
             self._data.extend(data)
             return b""
 
         if self._pending_error is not None:
-            self._exception, self._pending_error = self._pending_error, None
-            raise self._exception
+            error, self._pending_error = self._pending_error, None
+            self._fail(error)
+            raise error
         # Waiting for data while paused would deadlock (readexactly(n) with
         # n > limit needs more than the pause threshold).
         if self._paused:
@@ -373,7 +407,9 @@ class StreamReader(ByteReceiveStream):
             finally:
                 self._waiter = None
             if self._exception is not None:
-                raise self._exception  # set meanwhile: a fed wait is woken so
+                # Set meanwhile (a fed wait is woken so): keep what came.
+                self._data.extend(chunk)
+                raise self._exception
             return chunk
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -400,22 +436,29 @@ class StreamReader(ByteReceiveStream):
         """One ``receive()`` from the source: ``b""`` (and EOF recorded) at its end.
 
         A connection failure is recorded and raised as the builtin ``OSError``
-        asyncio code expects, AnyIO's error as ``__cause__``.
+        asyncio code expects, AnyIO's error as ``__cause__``. An exception
+        given to :meth:`set_exception` meanwhile ends the receive and is
+        raised.
         """
-        self._waiter = _RECEIVING
+        scope = anyio.CancelScope()
+        self._waiter = _SourceWait(scope)
         try:
-            return await source.receive(size)
+            with scope:
+                return await source.receive(size)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._core.eof = True
             return b""
         except (anyio.BrokenResourceError, OSError) as exc:
             error = connection_error_from(exc)
-            self._exception = error
+            self._fail(error)
             if error is exc:
                 raise
             raise error from exc
         finally:
             self._waiter = None
+        # Cancelled by set_exception(), and by nothing else.
+        assert self._exception is not None
+        raise self._exception
 
     # -- reads -------------------------------------------------------------
 
@@ -432,8 +475,9 @@ class StreamReader(ByteReceiveStream):
         head = self._head
         if head:
             start = self._head_start
-            end = head.find(b"\n", start, start + self._limit + 1) + 1
-            if end and self._exception is None:
+            end = head.find(b"\n", start)
+            if 0 <= end - start <= self._limit:
+                end += 1
                 self._head_start = end
                 return head[start:end]
         buffer = self._data
@@ -670,7 +714,7 @@ class StreamReader(ByteReceiveStream):
         ``partial`` holds what was buffered (the buffer is emptied).
         """
         head = self._head
-        if head and n > 0 and self._exception is None:
+        if head and n > 0:
             # The per-frame path of pull and source modes: in the head.
             start = self._head_start
             end = start + n
