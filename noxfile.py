@@ -235,3 +235,16 @@ def fuzz(session: nox.Session) -> None:
         env={"HYPOTHESIS_PROFILE": "fuzz"},
     )
     session.run("python", "-m", "stress.fuzz", *session.posargs)
+
+
+@nox.session(python=TOOLS_PYTHON)
+def bench_instructions(session: nox.Session) -> None:
+    """Instructions per item of every contender (callgrind): the benchmarks
+    without the noise; arguments after -- go to ``benchmarks.instructions``.
+
+    Needs valgrind (``apt-get install valgrind``), and redis-benchmark and
+    wrk for the servers; about an hour at full size, ``-- --scale 0.2`` for a
+    quicker run.
+    """
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks.instructions", *session.posargs)

@@ -121,8 +121,27 @@ class ServerRun:
 class ServerProcess:
     """A running :mod:`.server` process (ours to stop: it exits when its stdin closes)."""
 
-    def __init__(self, protocol: str, contender: Contender, cpu: int | None) -> None:
-        command = [sys.executable, "-m", "benchmarks.server", protocol, contender.name]
+    def __init__(
+        self,
+        protocol: str,
+        contender: Contender,
+        cpu: int | None,
+        *,
+        wrapper: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        start_timeout: float = CONTROL_TIMEOUT,
+    ) -> None:
+        """``wrapper``: a command the server runs under (valgrind, say), in
+        the server's own process; ``env``: its environment (the suite's);
+        ``start_timeout``: how long it may take to print its port."""
+        command = [
+            *wrapper,
+            sys.executable,
+            "-m",
+            "benchmarks.server",
+            protocol,
+            contender.name,
+        ]
         if cpu is not None:
             command += ["--cpu", str(cpu)]
         # Closed in close(): the server's stderr, read after it stopped.
@@ -132,13 +151,13 @@ class ServerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=child_environment(),
+            env=child_environment() if env is None else env,
             cwd=ROOT,
             bufsize=0,
         )
         self._pending = b""
         try:
-            line = self._read_line()
+            line = self._read_line(start_timeout)
             if not line.startswith("PORT "):
                 raise RuntimeError(f"the server did not start: {line!r}")
         except BaseException:
@@ -150,19 +169,17 @@ class ServerProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    def _read_line(self) -> str:
-        """The next line the server prints, waiting at most CONTROL_TIMEOUT."""
+    def _read_line(self, timeout: float = CONTROL_TIMEOUT) -> str:
+        """The next line the server prints, waiting at most ``timeout`` seconds."""
         stdout = self.process.stdout
         assert stdout is not None
-        deadline = time.monotonic() + CONTROL_TIMEOUT
+        deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             selector.register(stdout, selectors.EVENT_READ)
             while b"\n" not in self._pending:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not selector.select(remaining):
-                    raise RuntimeError(
-                        f"the server printed nothing for {CONTROL_TIMEOUT:g} s"
-                    )
+                    raise RuntimeError(f"the server printed nothing for {timeout:g} s")
                 chunk = os.read(stdout.fileno(), 65536)
                 if not chunk:
                     raise RuntimeError(
