@@ -481,28 +481,30 @@ class StreamReader(ByteReceiveStream):
                 self._head_start = end
                 return head[start:end]
         buffer = self._data
-        if self._exception is None and buffer:
-            # The per-line path of feed mode.
-            end = buffer.find(b"\n")
-            if 0 <= end <= self._limit:
-                # The line, inline: this is the per-line path.
-                end += 1
-                line = bytes(buffer[:end])
-                del buffer[:end]
-                if self._paused and len(buffer) <= self._limit:
-                    self._maybe_resume_transport()
-                return line
-        elif self._exception is None and (
+        if buffer:
+            if self._exception is None:
+                # The per-line path of feed mode.
+                end = buffer.find(b"\n")
+                if 0 <= end <= self._limit:
+                    # The line, inline: this is the per-line path.
+                    end += 1
+                    line = bytes(buffer[:end])
+                    del buffer[:end]
+                    if self._paused and len(buffer) <= self._limit:
+                        self._maybe_resume_transport()
+                    return line
+        elif (
             self._puller is not None or self._source is not None
-        ):
+        ) and self._exception is None:
+            # (Here rather than in readuntil(): one coroutine frame fewer on
+            # every idle connection.)
             found = await self._readuntil_head(b"\n")
             if found is not None:
                 return found
-        if self._head:
-            self._unhead()
+            if self._head:
+                self._unhead()
+        # The rest is readuntil()'s, which raises a set exception first.
         try:
-            if self._exception is not None:
-                raise self._exception
             return await self.readuntil(b"\n")
         # asyncio's classes, not only ours: an exception given to
         # set_exception() is re-raised here, and CPython's readline() turns
