@@ -2,8 +2,10 @@
 
 On a shared two-core machine the timed suite's ratios move by up to 25 %
 from one round to the next for code that did not change. The number of
-machine instructions a process executes for one more item of work does not:
-callgrind (valgrind's instruction counter) repeats it to within about 0.5 %.
+machine instructions a process executes for one more item of work hardly
+does: callgrind (valgrind's instruction counter) repeats it to within a few
+per cent, most counts to within 0.5 % (how a socket's bytes are split into
+receives depends on timing, and the work per item a little with it).
 It is not the time -- the kernel, cache misses and waiting are left out --
 but it is the part of the time that a library's code decides, so it tells
 whether a timed ratio below 1.0 is CPU work or noise, and it measures a
@@ -49,6 +51,14 @@ from .contenders import Contender
 from .runner import ROOT
 from .workloads import ServerWorkload, Workload
 
+#: The contenders counted unless ``--contenders`` says otherwise: all but
+#: AnyIO's BufferedByteStream, whose ``frames`` alone would take longer than
+#: everything else (its ``receive_exactly()`` receives only the bytes it
+#: still needs, a receive per call: over 300,000 instructions a frame), and
+#: which had more instructions than the other native wherever it was counted
+#: (``lines``: 6,235 a line on trio, against 4,677 for the hand-written buffer).
+DEFAULT_CONTENDERS: Final = "portastreams/*,asyncio-streams/*,trio-buffer/*"
+
 #: The two sizes each client workload runs at (its ``unit``s).
 CLIENT_SIZES: Final[dict[str, tuple[int, int]]] = {
     "lines": (20_000, 100_000),
@@ -58,8 +68,10 @@ CLIENT_SIZES: Final[dict[str, tuple[int, int]]] = {
     "fanin": (20, 100),
     "upload": (500, 2_500),
 }
-#: The unit one count is per, for the table (``bulk`` counts per 64 KiB).
+#: The unit one count is per, for the table (``bulk`` counts per 64 KiB),
+#: where it is not the workload's unit in the singular.
 PER_UNIT: Final[dict[str, int]] = {"bulk": 65_536}
+UNIT_NAMES: Final[dict[str, str]] = {"bulk": "64 KiB", "fanin": "round trip"}
 
 #: Seconds of load before the server's counters are zeroed, and counted
 #: (both multiplied by ``--scale``; the warm-up is at least the minimum).
@@ -173,7 +185,7 @@ def count_client(
 ) -> Count:
     """Instructions per item of a client workload: two sizes, the difference."""
     divisor = PER_UNIT.get(workload.name, 1)
-    unit = "64 KiB" if divisor == 65_536 else workload.unit.removesuffix("s")
+    unit = UNIT_NAMES.get(workload.name) or workload.unit.removesuffix("s")
     count = Count("client", workload.name, contender.name, contender.backend, unit)
     small, large = sizes
     try:
@@ -371,8 +383,9 @@ PAGE_INTRODUCTION = """\
 The timed pages measure what users get; on a shared two-core machine their
 ratios move by up to 25 % between rounds of code that did not change. This
 page counts instead how many machine instructions each contender executes
-per item of work, with valgrind's callgrind, which repeats to within about
-0.5 %. It leaves out the kernel, cache misses and waiting, so it is not the
+per item of work, with valgrind's callgrind: most counts repeat to within
+0.5 %, all to within a few per cent (how a socket's bytes are split into
+receives depends on timing). It leaves out the kernel, cache misses and waiting, so it is not the
 time; it is the part of the time that a library's code decides.
 
 A client runs twice, at two sizes, against the timed suite's peer: the
@@ -462,7 +475,12 @@ def parser() -> argparse.ArgumentParser:
         "--workloads",
         help="comma-separated glob patterns of client and server workloads",
     )
-    result.add_argument("--contenders", help="comma-separated glob patterns")
+    result.add_argument(
+        "--contenders",
+        default=DEFAULT_CONTENDERS,
+        help=f"comma-separated glob patterns (default {DEFAULT_CONTENDERS!r}; "
+        "'*' adds AnyIO's BufferedByteStream, slow to count)",
+    )
     result.add_argument(
         "--scale",
         type=float,

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.timeout(600)  # four processes under valgrind, about a minute here
 def test_a_client_and_a_server_are_counted_next_to_their_native(
     tmp_path: Path,
 ) -> None:
@@ -103,6 +104,7 @@ def test_a_client_count_is_the_difference_of_two_sizes(
     )
     # Per round trip: each size is per connection.
     assert fanin.per_unit == pytest.approx(per_line / workloads.FANIN_CONNECTIONS)
+    assert fanin.unit == "round trip"
     bulk = instructions.count_client(
         workloads.get("bulk"), contenders.get("portastreams/trio"), (2**20, 2**21)
     )
