@@ -841,6 +841,20 @@ async def test_set_exception_after_a_read_from_a_received_chunk_matches_asyncio(
         await run_both(script, reference_loop, "pulled", events=False)
 
 
+@pytest.mark.parametrize("method", ["readline", "readuntil", "readexactly", "read"])
+async def test_a_read_that_leaves_exactly_the_limit_resumes_as_asyncio(
+    method: Method, reference_loop: asyncio.AbstractEventLoop
+) -> None:
+    """A paused reader whose read leaves exactly ``limit`` bytes buffered
+    resumes its transport, as asyncio's (``<= limit``); each read's own path,
+    the per-line fast path of ``readline()`` included."""
+    arg = {"readline": None, "readuntil": b"\n", "readexactly": 5, "read": 5}[method]
+    script = Script(
+        4, (b"abcd\nwxyz",), (Feed(1), Read(method, arg), Read(method, arg)), True
+    )
+    await run_both(script, reference_loop, events=False)
+
+
 # -- the driver itself must be able to fail -------------------------------------
 
 

@@ -1721,3 +1721,38 @@ async def test_a_close_stops_a_socket_receiver_wherever_it_waits(
             await writer.wait_closed()
         assert not transport._receiving
         assert "portastreams receiver" not in running_task_names()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_pulled_read_handed_to_the_receiver_meanwhile_adds_nothing(
+    anyio_backend: object,
+) -> None:
+    """``wait_closed()`` hands reading to a receiver task while a pulled
+    ``readline()`` waits on the socket: the read then waits to be fed, and
+    returns the peer's line; what follows is the peer's bytes and EOF,
+    nothing more."""
+    real, other_end = socket.socketpair()
+    with other_end, anyio.fail_after(TIMEOUT):
+        stream = await anyio.abc.SocketStream.from_socket(real)
+        reader, writer = portastreams.wrap_stream(stream)
+        assert reader._puller is not None
+        lines: list[bytes] = []
+
+        async def read_line() -> None:
+            lines.append(await reader.readline())
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(read_line)
+            while not writer.transport._pull_parked:
+                await anyio.lowlevel.checkpoint()
+            task_group.start_soon(writer.wait_closed)
+            while reader._puller is not None:
+                await anyio.lowlevel.checkpoint()
+            other_end.sendall(b"hello\nworld")
+            other_end.shutdown(socket.SHUT_WR)
+            while not lines:
+                await anyio.lowlevel.checkpoint()
+            assert lines == [b"hello\n"]
+            assert await reader.read() == b"world"
+            assert reader.at_eof()
+            writer.close()
