@@ -3,9 +3,13 @@
 On a shared two-core machine the timed suite's ratios move by up to 25 %
 from one round to the next for code that did not change. The number of
 machine instructions a process executes for one more item of work hardly
-does: callgrind (valgrind's instruction counter) repeats it to within a few
-per cent, most counts to within 0.5 % (how a socket's bytes are split into
-receives depends on timing, and the work per item a little with it).
+does: on an otherwise idle machine callgrind (valgrind's instruction counter)
+repeats it to within a few per cent, most counts to within 0.5 % (how a
+socket's bytes are split into receives depends on timing, and the work per
+item a little with it). Run it alone: a client count taken while another
+busy process shared the two cores came out 42 % low once (``lines`` on
+asyncio: 3,437 instead of 5,963 a line), as one of its two runs paid for
+extra event-loop wake-ups that the difference then subtracted.
 It is not the time -- the kernel, cache misses and waiting are left out --
 but it is the part of the time that a library's code decides, so it tells
 whether a timed ratio below 1.0 is CPU work or noise, and it measures a
@@ -383,10 +387,11 @@ PAGE_INTRODUCTION = """\
 The timed pages measure what users get; on a shared two-core machine their
 ratios move by up to 25 % between rounds of code that did not change. This
 page counts instead how many machine instructions each contender executes
-per item of work, with valgrind's callgrind: most counts repeat to within
-0.5 %, all to within a few per cent (how a socket's bytes are split into
-receives depends on timing). It leaves out the kernel, cache misses and waiting, so it is not the
-time; it is the part of the time that a library's code decides.
+per item of work, with valgrind's callgrind: on an otherwise idle machine
+most counts repeat to within 0.5 %, all to within a few per cent (how a
+socket's bytes are split into receives depends on timing). It leaves out the
+kernel, cache misses and waiting, so it is not the time; it is the part of
+the time that a library's code decides.
 
 A client runs twice, at two sizes, against the timed suite's peer: the
 difference in instructions over the difference in items is what one more
@@ -432,7 +437,7 @@ def write_rst(path: Path, counts: Sequence[Count], argv: Sequence[str]) -> None:
         "",
         "Command::",
         "",
-        "   python -m benchmarks.instructions " + " ".join(argv),
+        "   " + report.command_line(argv, "python -m benchmarks.instructions"),
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

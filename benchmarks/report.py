@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from . import contenders, loadgen, placements, server_report, serving, workloads
 from ._text import aligned, ratio_style
@@ -115,8 +115,23 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def command_line(argv: Sequence[str]) -> str:
-    return " ".join(["python -m benchmarks", *argv])
+#: Options that only say where results are written: left out of the command a
+#: page shows (their paths are the writer's, not the measurement's).
+OUTPUT_OPTIONS: Final = ("--json", "--plot", "--rst", "--profile")
+
+
+def command_line(argv: Sequence[str], program: str = "python -m benchmarks") -> str:
+    """The command that measured, without its output options."""
+    shown: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in OUTPUT_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(option + "=" for option in OUTPUT_OPTIONS)):
+            shown.append(arg)
+    return " ".join([program, *shown])
 
 
 def meta(
@@ -645,6 +660,11 @@ run one after the other, in shuffled order, and the rounds interleave them, so
 a busy moment of the machine hits every contender alike. The tables give the
 median over the rounds and the fastest and slowest round: on a shared machine,
 read the spread before reading much into a difference of a few per cent.
+
+What a ratio owes to the code rather than to the machine is on
+:doc:`instructions`: the machine instructions each contender executes per
+line, frame, chunk, round trip or request, counted with callgrind, which
+repeats where timings do not.
 """
 
 CLIENT_INTRODUCTION = """\
