@@ -68,6 +68,10 @@ class StreamReaderProtocol(asyncio.Protocol):
         self._task: asyncio.Task[Any] | None = None
         self._paused = False
         self._connection_lost = False
+        # Nothing for drain() to wait for or report: connected, not paused,
+        # not lost, not closing gracefully (the transport's own closing is
+        # asked each time). Kept by the handlers that change those.
+        self._drain_free = False
         self._lost_exception: BaseException | None = None
         self._drain_waiters: deque[asyncio.Future[None]] = deque()
         self._closed: asyncio.Future[None] | None = None
@@ -87,6 +91,9 @@ class StreamReaderProtocol(asyncio.Protocol):
         # do not subclass asyncio.Transport).
         stream_transport: asyncio.Transport = transport  # type: ignore[assignment]
         self._transport = stream_transport
+        self._drain_free = not (
+            self._paused or self._lingering or self._connection_lost
+        )
         self._over_ssl = transport.get_extra_info("sslcontext") is not None
         self._reader.set_transport(stream_transport)
         self._closed = self._get_loop().create_future()
@@ -127,6 +134,7 @@ class StreamReaderProtocol(asyncio.Protocol):
         else:
             self._reader._connection_lost(exc)
         self._connection_lost = True
+        self._drain_free = False
         self._lost_exception = exc
         if self._linger_timer is not None:
             self._linger_timer.cancel()
@@ -146,9 +154,11 @@ class StreamReaderProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._paused = True
+        self._drain_free = False
 
     def resume_writing(self) -> None:
         self._paused = False
+        self._drain_free = not (self._lingering or self._connection_lost)
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -167,6 +177,7 @@ class StreamReaderProtocol(asyncio.Protocol):
             self._linger_timer = self._get_loop().call_later(timeout, transport.abort)
             return
         self._lingering = True
+        self._drain_free = False
         transport.write_eof()
         if self._paused_reading_for_linger():
             transport.resume_reading()
@@ -182,6 +193,8 @@ class StreamReaderProtocol(asyncio.Protocol):
         return False
 
     async def _drain_helper(self) -> None:
+        if self._drain_free and not self._transport.is_closing():  # type: ignore[union-attr]
+            return  # the per-write path
         if self._connection_lost:
             raise ConnectionResetError("Connection lost")
         if self._lingering:

@@ -139,8 +139,10 @@ class StreamReader(ByteReceiveStream):
     ``async for`` yields lines, as in asyncio (not chunks, as AnyIO streams).
     """
 
-    #: The asyncio event loop its reads wait in, once one has (a reader is
-    #: bound to one loop, as asyncio's is; a closed one is replaced).
+    #: The asyncio event loop a fed read waits in, kept from the first wait
+    #: of a reader without a source or puller: asking for the running loop
+    #: costs more than the rest of a wait on Python 3.10 and 3.11. A reader
+    #: used in another loop later (a later ``asyncio.run()``) gives it up.
     _loop: asyncio.AbstractEventLoop | None = None
 
     def __init__(self, limit: int = DEFAULT_LIMIT, loop: object = None) -> None:
@@ -195,6 +197,12 @@ class StreamReader(ByteReceiveStream):
     def _replace_source(self, stream: ByteReceiveStream) -> None:
         """Continue reading from ``stream``, keeping what is buffered (``start_tls``)."""
         self._source = stream
+        self._loop = None
+
+    def _pull_from(self, puller: _Puller | None) -> None:
+        """Let reads that need more bytes receive from ``puller`` (or be fed)."""
+        self._puller = puller
+        self._loop = None
 
     # -- the buffer --------------------------------------------------------
 
@@ -342,7 +350,15 @@ class StreamReader(ByteReceiveStream):
         if self._head:
             self._unhead()
         self._data.extend(data)
-        self._wakeup_waiter()
+        waiter = self._waiter
+        if waiter is not None:
+            # _wakeup_waiter(), inline: this runs once per receive.
+            if type(waiter) is _FUTURE_TYPE:
+                self._waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                self._wake_waiter(None)
         if (
             self._transport is not None
             and not self._paused
@@ -369,68 +385,89 @@ class StreamReader(ByteReceiveStream):
         in pull and source modes, up to that many bytes received may be
         returned instead of buffered (else, and in feed mode, ``b""``).
         """
-        if self._waiter is not None:
-            raise RuntimeError(
-                f"{func_name}() called while another coroutine is "
-                f"already waiting for incoming data"
-            )
-        if self._source is not None:
-            size = min(max(wanted, self._receive_size), MAX_RECEIVE_SIZE)
-            data = await self._receive(self._source, size)
-            if self._exception is not None:
-                # set_exception() came as the receive returned: keep the
-                # bytes (as asyncio's buffer would) and raise.
-                self._data.extend(data)
-                raise self._exception
-            if chunk_size:
-                return data
-            self._data.extend(data)
-            return b""
-
-        if self._pending_error is not None:
-            error, self._pending_error = self._pending_error, None
-            self._fail(error)
-            raise error
-        # Waiting for data while paused would deadlock (readexactly(n) with
-        # n > limit needs more than the pause threshold).
-        if self._paused:
-            self._paused = False
-            assert self._transport is not None
-            self._transport.resume_reading()
-        puller = self._puller
-        if puller is not None:
-            # (Inline: each frame of the await chain stays alive on every
-            # idle connection.)
-            self._waiter = _RECEIVING
-            try:
-                chunk = await puller._pull(chunk_size)
-            finally:
-                self._waiter = None
-            if self._exception is not None:
-                # Set meanwhile (a fed wait is woken so): keep what came.
-                self._data.extend(chunk)
-                raise self._exception
-            return chunk
         loop = self._loop
-        if loop is None or loop.is_closed():
-            if self._backend is None:
-                self._backend = running_backend()
-            if self._backend == "asyncio":
-                # Kept: asking for the running loop takes longer than the rest
-                # of a wait on Python 3.10 and 3.11.
-                loop = self._loop = asyncio.get_running_loop()
-        if loop is not None:
-            future = self._waiter = loop.create_future()
-            try:
-                await future
-            finally:
-                if self._waiter is future:
+        if (
+            loop is None
+            or self._waiter is not None
+            or self._pending_error is not None
+            or self._paused
+        ):
+            # Off the per-wait path of a fed reader on asyncio (its first
+            # wait, or other modes, or news to handle first).
+            if self._waiter is not None:
+                raise RuntimeError(
+                    f"{func_name}() called while another coroutine is "
+                    f"already waiting for incoming data"
+                )
+            if self._source is not None:
+                size = min(max(wanted, self._receive_size), MAX_RECEIVE_SIZE)
+                data = await self._receive(self._source, size)
+                if self._exception is not None:
+                    # set_exception() came as the receive returned: keep the
+                    # bytes (as asyncio's buffer would) and raise.
+                    self._data.extend(data)
+                    raise self._exception
+                if chunk_size:
+                    return data
+                self._data.extend(data)
+                return b""
+            if self._pending_error is not None:
+                error, self._pending_error = self._pending_error, None
+                self._fail(error)
+                raise error
+            # Waiting for data while paused would deadlock (readexactly(n)
+            # with n > limit needs more than the pause threshold).
+            if self._paused:
+                self._paused = False
+                assert self._transport is not None
+                self._transport.resume_reading()
+            puller = self._puller
+            if puller is not None:
+                # (Inline: each frame of the await chain stays alive on every
+                # idle connection.)
+                self._waiter = _RECEIVING
+                try:
+                    chunk = await puller._pull(chunk_size)
+                finally:
                     self._waiter = None
-            return b""
-        lowlevel = _trio_lowlevel or _bind_trio()
-        waiter = self._waiter = _TaskWaiter(self, lowlevel.current_task())
-        await lowlevel.wait_task_rescheduled(waiter.abort)
+                if self._exception is not None:
+                    # Set meanwhile (a fed wait is woken so): keep what came.
+                    self._data.extend(chunk)
+                    raise self._exception
+                return chunk
+            if loop is None:
+                if self._backend is None:
+                    self._backend = running_backend()
+                if self._backend != "asyncio":
+                    lowlevel = _trio_lowlevel or _bind_trio()
+                    waiter = self._waiter = _TaskWaiter(self, lowlevel.current_task())
+                    await lowlevel.wait_task_rescheduled(waiter.abort)
+                    return b""
+                loop = self._loop = asyncio.get_running_loop()
+        future = self._waiter = loop.create_future()
+        try:
+            await future
+        except RuntimeError:
+            # The task runs in another loop than the kept one (a later
+            # asyncio.run()): wait in that one from now on. b"": the caller
+            # looks at the buffer again, then waits.
+            if not self._left_loop(loop):
+                raise
+        finally:
+            if self._waiter is future:
+                self._waiter = None
         return b""
+
+    def _left_loop(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Forget the kept ``loop`` if the read runs in another one."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if running is loop:
+            return False
+        self._loop = None
+        return True
 
     async def _receive(self, source: ByteReceiveStream, size: int) -> bytes:
         """One ``receive()`` from the source: ``b""`` (and EOF recorded) at its end.
@@ -481,6 +518,7 @@ class StreamReader(ByteReceiveStream):
                 self._head_start = end
                 return head[start:end]
         buffer = self._data
+        reading = None
         if buffer:
             if self._exception is None:
                 # The per-line path of feed mode.
@@ -499,13 +537,14 @@ class StreamReader(ByteReceiveStream):
             # (Here rather than in readuntil(): one coroutine frame fewer on
             # every idle connection.)
             found = await self._readuntil_head(b"\n")
-            if found is not None:
+            if isinstance(found, bytes):
                 return found
             if self._head:
                 self._unhead()
+            reading = self._readuntil(SeparatorSearch.resumed(b"\n", found))
         # The rest is readuntil()'s, which raises a set exception first.
         try:
-            return await self.readuntil(b"\n")
+            return await (reading or self.readuntil(b"\n"))
         # asyncio's classes, not only ours: an exception given to
         # set_exception() is re-raised here, and CPython's readline() turns
         # any IncompleteReadError / LimitOverrunError into its result.
@@ -519,31 +558,38 @@ class StreamReader(ByteReceiveStream):
             self._maybe_resume_transport()
             raise ValueError(exc.args[0])  # noqa: B904 (CPython chains it implicitly)
 
-    async def _readuntil_head(self, separator: bytes) -> bytes | None:
+    async def _readuntil_head(self, separator: bytes) -> bytes | int:
         """``readuntil(separator)`` in the head, receiving onto it as needed.
 
-        ``None`` where the general path must answer instead (it raises or
-        waits as CPython's does): the match is beyond the limit, or so is the
+        Where the general path must answer instead (it raises or waits as
+        CPython's does) -- the match is beyond the limit, or so is the
         search, or the head cannot take another receive (see
-        :meth:`_head_can_grow`).
+        :meth:`_head_can_grow`) -- it returns the offset to resume from with
+        :meth:`SeparatorSearch.resumed`, which repeats the last step. As in
+        CPython, that offset counts from the first unread byte, so it is
+        stale after a concurrent ``read()`` took bytes meanwhile.
         """
         seplen = len(separator)
         limit = self._limit
+        offset = 0
         while True:
             head = self._head
             if head:
                 start = self._head_start
-                end = head.find(separator, start)
-                if end != -1:
-                    if end - start > limit:
-                        return None
-                    end += seplen
-                    self._head_start = end
-                    return head[start:end]
-                if len(head) - start - seplen >= limit:
-                    return None
+                unread = len(head) - start
+                if unread - offset >= seplen:
+                    end = head.find(separator, start + offset)
+                    if end != -1:
+                        if end - start > limit:
+                            return offset
+                        end += seplen
+                        self._head_start = end
+                        return head[start:end]
+                    if unread + 1 - seplen > limit:
+                        return offset  # (the resumed search repeats this step)
+                    offset = unread + 1 - seplen
             if not self._head_can_grow():
-                return None
+                return offset
             self._join_head(
                 await self._wait_for_data("readuntil", chunk_size=MAX_RECEIVE_SIZE)
             )
@@ -616,10 +662,11 @@ class StreamReader(ByteReceiveStream):
         buffer = self._data
         if not buffer and (self._puller is not None or self._source is not None):
             found = await self._readuntil_head(separator)
-            if found is not None:
+            if isinstance(found, bytes):
                 return found
             if self._head:
                 self._unhead()
+            return await self._readuntil(SeparatorSearch.resumed(separator, found))
         core = self._core
         limit = self._limit
         seplen = len(separator)

@@ -258,7 +258,7 @@ class StreamTransport:
             return
         if self._socket is not None and self._tls is None:
             self._pulled = True
-            self._reader._puller = self
+            self._reader._pull_from(self)
             return
         self._receive_eagerly()
 
@@ -266,7 +266,7 @@ class StreamTransport:
         """Hand reading over to a receiver task, for the rest of the connection."""
         if self._pulled:
             self._pulled = False
-            self._reader._puller = None
+            self._reader._pull_from(None)
         if not self._receiving and not self._stream_closing:
             self._receiving = True
             spawn_detached(self._backend, self._receive_loop, "portastreams receiver")

@@ -168,3 +168,23 @@ def test_without_valgrind_the_command_says_what_to_install(
     monkeypatch.setattr(shutil, "which", lambda program: None)
     assert instructions.main(["--workloads", "lines"]) == 2
     assert "apt-get install -y valgrind" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["--scale", "0.1", "--json", "out.json"], "--scale 0.1"),
+        (["--rst=page.rst", "--workloads", "lines"], "--workloads lines"),
+        (["--plot", "p.png", "--rst", "r.rst", "--rounds", "3"], "--rounds 3"),
+        (["--profile", "dir", "--contenders", "*/trio"], "--contenders */trio"),
+    ],
+)
+def test_a_page_shows_its_command_without_output_paths(
+    argv: list[str], shown: str
+) -> None:
+    """The command a results page shows is the measuring one: the output
+    options and their paths (which name the machine it ran on) are left out."""
+    from benchmarks import report
+
+    assert report.command_line(argv) == f"python -m benchmarks {shown}"
+    assert report.command_line(argv, "prog") == f"prog {shown}"

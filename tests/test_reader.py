@@ -936,3 +936,59 @@ def test_a_fed_reader_waits_in_each_event_loop_it_is_used_in(run: str) -> None:
 
     assert runner(line_fed_later(b"first\n")) == b"first\n"
     assert runner(line_fed_later(b"second\n")) == b"second\n"
+
+
+@pytest.mark.parametrize("run", ["asyncio", "uvloop"])
+def test_a_fed_reader_moves_to_another_open_loop(run: str) -> None:
+    """The loop a reader kept need not be closed for the reader to wait in
+    another one: the first loop is still open when the second read waits."""
+    if run == "uvloop":
+        import uvloop
+
+        new_loop: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    else:
+        new_loop = asyncio.new_event_loop
+    reader = StreamReader()
+
+    async def line_fed_later(data: bytes) -> bytes:
+        asyncio.get_running_loop().call_later(0.01, reader.feed_data, data)
+        return await reader.readline()
+
+    first, second = new_loop(), new_loop()
+    try:
+        assert first.run_until_complete(line_fed_later(b"first\n")) == b"first\n"
+        assert second.run_until_complete(line_fed_later(b"second\n")) == b"second\n"
+        assert first.run_until_complete(line_fed_later(b"third\n")) == b"third\n"
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("run", ["asyncio", "uvloop"])
+def test_a_runtime_error_set_while_waiting_in_the_kept_loop_is_raised(
+    run: str,
+) -> None:
+    """A ``RuntimeError`` given to ``set_exception()`` wakes a read waiting in
+    the loop the reader kept, and is raised (as asyncio's reader raises it),
+    not taken for a change of loop."""
+    runner: Callable[[Any], Any] = asyncio.run
+    if run == "uvloop":
+        import uvloop
+
+        runner = uvloop.run
+
+    async def outcome(make_reader: Callable[[], Any]) -> list[object]:
+        reader = make_reader()
+        reader.feed_data(b"kept\n")
+        seen: list[object] = [await reader.readline()]  # the loop is kept
+        error = RuntimeError("set while waiting")
+        asyncio.get_running_loop().call_later(0.01, reader.set_exception, error)
+        try:
+            seen.append(await reader.readline())
+        except RuntimeError as exc:
+            seen.append(("raised", exc is error))
+        return seen
+
+    expected = runner(outcome(asyncio.StreamReader))
+    assert expected == [b"kept\n", ("raised", True)]
+    assert runner(outcome(StreamReader)) == expected

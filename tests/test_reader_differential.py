@@ -855,6 +855,34 @@ async def test_a_read_that_leaves_exactly_the_limit_resumes_as_asyncio(
     await run_both(script, reference_loop, events=False)
 
 
+@pytest.mark.parametrize("method", ["readline", "readuntil"])
+@pytest.mark.parametrize("taken", [1, 2])
+@pytest.mark.parametrize(
+    "rest", [b"\n", b"\x00\n\n", b"\n\x00\n", b"\x00\x00"], ids=repr
+)
+async def test_a_search_resumed_after_a_concurrent_read_matches_asyncio(
+    anyio_backend_name: str,
+    method: Method,
+    taken: int,
+    rest: bytes,
+    reference_loop: asyncio.AbstractEventLoop,
+) -> None:
+    """A line search waits with bytes from a received chunk unread; a
+    concurrent ``read()`` takes some of them. CPython's search resumes at the
+    offset it had reached, counted from the (now later) first unread byte:
+    it may miss a separator, return two lines at once, or wait for more.
+    Reads that receive themselves must do the same, as fed ones do."""
+    arg = None if method == "readline" else b"\n"
+    script = Script(
+        DEFAULT_LIMIT,
+        (b"\n\x00\x00", rest),
+        (Read("readline"), Read(method, arg, probe=Read("read", taken))),
+    )
+    await run_both(script, reference_loop, "source", events=False)
+    if anyio_backend_name == "trio":
+        await run_both(script, reference_loop, "pulled", events=False)
+
+
 # -- the driver itself must be able to fail -------------------------------------
 
 
